@@ -1,0 +1,112 @@
+"""Request-path decisions shared by both middlewares: log this request or not, and who.
+
+Everything here is cheap and guarded: a user hook that raises is logged (rate-limited)
+and the request still serves.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from readme_metrics._log import warn_limited
+from readme_metrics.har import ANONYMOUS_GROUP
+
+if TYPE_CHECKING:
+    from readme_metrics.config import MetricsApiConfig
+
+
+def _host_pattern(hosts: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for exact hosts (with or without port) and ``*.suffix`` wildcards."""
+    if not hosts:
+        return None
+    parts = []
+    for host in hosts:
+        host = host.lower()
+        body = re.escape(host[2:]) if host.startswith("*.") else re.escape(host)
+        prefix = r"(?:[^.:]+\.)+" if host.startswith("*.") else ""
+        # A host given without a port matches any port.
+        port = "" if ":" in host.rsplit("]", 1)[-1] else r"(?::\d+)?"
+        parts.append(prefix + body + port)
+    return re.compile("(?:" + "|".join(parts) + ")", re.IGNORECASE)
+
+
+class Hooks:
+    """The filters and user hooks of one configuration, compiled once."""
+
+    def __init__(self, config: MetricsApiConfig) -> None:
+        self.config = config
+        self._hosts = _host_pattern(config.allowed_http_hosts)
+        self._paths = (
+            re.compile("|".join(fnmatch.translate(p) for p in config.exclude_paths)) if config.exclude_paths else None
+        )
+        self.needs_request = config.skip is not None or config.grouping_function is not None
+
+    def allows(self, method: str, host: str, path: str, headers: list[tuple[str, str]]) -> bool:
+        """The configured filters, before any capture work."""
+        cfg = self.config
+        if method == "OPTIONS" and not cfg.log_options_requests:
+            return False
+        if self._paths is not None and self._paths.match(path):
+            return False
+        if self._hosts is not None:
+            if cfg.trust_forwarded_headers:
+                for name, value in headers:
+                    if name.lower() == "x-forwarded-host" and value:
+                        host = value.split(",")[0].strip()
+                        break
+            if not self._hosts.fullmatch(host):
+                return False
+        return True
+
+    def skipped(self, request: Any) -> bool:
+        """The user's ``skip`` hook; a hook that raises does not skip."""
+        if self.config.skip is None:
+            return False
+        try:
+            return bool(self.config.skip(request))
+        except Exception as exc:
+            warn_limited(
+                "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc
+            )
+            return False
+
+    def group(self, request: Any) -> Any:
+        """What the grouping function returned for this request (None: do not log).
+
+        A grouping function that raises gives :data:`ANONYMOUS_GROUP` (the exchange is
+        still logged). Checking the shape of the result happens on the worker. An async
+        grouping function returns its coroutine; the ASGI middleware awaits it.
+        """
+        fn: Callable[[Any], Any] | None = self.config.grouping_function
+        if fn is None:
+            return ANONYMOUS_GROUP
+        try:
+            return fn(request)
+        except Exception as exc:
+            warn_limited(
+                "group",
+                "readme_metrics: the grouping function raised %s: %s; logging as anonymous",
+                type(exc).__name__,
+                exc,
+            )
+            return ANONYMOUS_GROUP
+
+    @staticmethod
+    async def resolve(group: Any) -> Any:
+        """Await an async grouping function's result, guarded like :meth:`group`."""
+        if not inspect.isawaitable(group):
+            return group
+        try:
+            return await group
+        except Exception as exc:
+            warn_limited(
+                "group",
+                "readme_metrics: the grouping function raised %s: %s; logging as anonymous",
+                type(exc).__name__,
+                exc,
+            )
+            return ANONYMOUS_GROUP

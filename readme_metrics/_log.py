@@ -1,0 +1,27 @@
+"""The SDK's logger, and warnings that cannot flood the app's logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("readme_metrics")
+
+_lock = threading.Lock()
+_last: dict[str, tuple[float, int]] = {}
+
+
+def warn_limited(key: str, message: str, *args: object, every: float = 60.0) -> None:
+    """Log a warning at most once per ``every`` seconds for ``key``; count the rest."""
+    now = time.monotonic()
+    with _lock:
+        last, suppressed = _last.get(key, (-every, 0))
+        if now - last < every:
+            _last[key] = (last, suppressed + 1)
+            return
+        _last[key] = (now, 0)
+    if suppressed:
+        message += " (%d similar warnings suppressed)"
+        args = (*args, suppressed)
+    logger.warning(message, *args)

@@ -1,0 +1,104 @@
+"""The capture: what the request path records about one HTTP exchange.
+
+Both middlewares (WSGI and ASGI) translate their protocol into a :class:`Capture`; nothing
+else about the protocol reaches the rest of the SDK. A capture is cheap to fill: raw
+strings, a bounded copy of each body, and timestamps. Parsing, HAR building and redaction
+happen later, on the worker thread (see :mod:`readme_metrics.har`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class BodyCopy:
+    """A copy of at most ``limit`` bytes of a body, plus the body's true size."""
+
+    __slots__ = ("_buf", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._buf = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        n = len(chunk)
+        if not n:
+            return
+        room = self.limit - len(self._buf)
+        if room > 0:
+            self._buf += chunk if n <= room else chunk[:room]
+        self.size += n
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self._buf)
+
+    @property
+    def kept(self) -> int:
+        return len(self._buf)
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self._buf)
+
+
+@dataclass(eq=False)
+class Capture:
+    """One exchange as the request path saw it.
+
+    Header names keep the case the protocol gave them (ASGI: lower case; WSGI: derived
+    from the CGI names); order and repeats are kept. Times: ``started_at`` is the wall
+    clock (for ``startedDateTime``); durations come from the ``*_mono`` monotonic stamps.
+    """
+
+    method: str
+    scheme: str
+    host: str
+    path: str
+    query: str
+    http_version: str
+    client_address: str | None
+    request_headers: list[tuple[str, str]]
+    request_body: BodyCopy
+    response_body: BodyCopy
+    group: Any = None
+    started_at: float = field(default_factory=time.time)
+    start_mono: float = field(default_factory=time.monotonic)
+    status: int = 0
+    reason: str | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_start_mono: float | None = None
+    end_mono: float | None = None
+    completed: bool = False
+    error: str | None = None
+    log_id: str | None = None
+
+    def response_started(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.response_headers = headers
+        if self.response_start_mono is None:
+            self.response_start_mono = time.monotonic()
+
+    def finish(self, completed: bool, error: BaseException | None = None, *, server_500: bool = False) -> None:
+        """Close the capture: the exchange ended, normally or not.
+
+        ``server_500``: the app failed before any response reached the client, so the
+        server answers with its own 500; that is what the log records.
+        """
+        self.end_mono = time.monotonic()
+        self.completed = completed
+        if error is not None:
+            self.error = f"{type(error).__name__}: {error}"[:500]
+        if server_500:
+            self.status, self.reason, self.response_headers = 500, None, []
+        if self.response_start_mono is None:
+            self.response_start_mono = self.end_mono
+
+    @property
+    def approx_bytes(self) -> int:
+        """What the capture holds in memory, roughly (for the queue's byte bound)."""
+        return 1024 + self.request_body.kept + self.response_body.kept

@@ -1,0 +1,245 @@
+"""The WSGI middleware.
+
+Usage, for any WSGI application (Flask shown)::
+
+    from readme_metrics import MetricsApiConfig, MetricsMiddleware
+
+    app.wsgi_app = MetricsMiddleware(app.wsgi_app, MetricsApiConfig(api_key, group_fn))
+
+What it does with each request:
+
+- The grouping function is called once, with a ``werkzeug.Request`` over the environ
+  (its body is not read). ``None`` means "do not log"; the app still serves.
+- ``wsgi.input`` is wrapped so that whatever the app reads (``read()``, ``read(n)``,
+  ``readline()``, iteration) is copied, up to ``max_body_bytes``, as it passes. If the app
+  reads nothing of a body with a known length, up to ``max_body_bytes`` of it is read
+  after the response, for the log.
+- The response iterable is passed through chunk by chunk (never joined); ``write()`` from
+  ``start_response`` is supported; the app iterable's ``close()`` is always called.
+- The log is finalized once, when the server calls ``close()``: complete if the iterable
+  was exhausted, incomplete otherwise (client gone). An exception from the app is
+  recorded (as the server's 500 if no byte had left) and re-raised unchanged.
+
+The request path does nothing else: HAR building, redaction and I/O run on the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Request
+
+from readme_metrics._hooks import Hooks
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.delivery import client_for
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from readme_metrics.config import MetricsApiConfig
+
+
+class _InputCopy:
+    """``wsgi.input`` with what the app reads copied into a :class:`BodyCopy`."""
+
+    def __init__(self, stream: Any, body: BodyCopy) -> None:
+        self._stream = stream
+        self._body = body
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._stream.read(*args)
+        self._body.add(data)
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self._stream.readline(*args)
+        self._body.add(data)
+        return data
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        lines: list[bytes] = self._stream.readlines(*args)
+        for line in lines:
+            self._body.add(line)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            self._body.add(line)
+            yield line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Response:
+    """The app's response iterable, copied as it passes; finalizes the log on close."""
+
+    def __init__(self, result: Iterable[bytes], exchange: _Exchange) -> None:
+        self._result = result
+        self._exchange = exchange
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self._exchange.capture.response_body
+        try:
+            for chunk in self._result:
+                body.add(chunk)
+                yield chunk
+        except BaseException as exc:
+            self._exchange.error = exc
+            raise
+        self._exchange.exhausted = True
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._exchange.finish()
+
+
+class _Exchange:
+    """Per-request state (never stored on the middleware)."""
+
+    __slots__ = ("capture", "done", "environ", "error", "exhausted", "middleware", "wrote")
+
+    def __init__(self, middleware: WsgiMetricsMiddleware, capture: Capture, environ: WSGIEnvironment) -> None:
+        self.middleware = middleware
+        self.capture = capture
+        self.environ = environ
+        self.error: BaseException | None = None
+        self.exhausted = False
+        self.done = False
+        self.wrote = False
+
+    def start_response(self, start_response: StartResponse) -> StartResponse:
+        capture = self.capture
+
+        def _start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            code, _, reason = status.partition(" ")
+            try:
+                status_code = int(code)
+            except ValueError:
+                status_code = 0
+            capture.response_started(status_code, list(headers), reason or None)
+            write = start_response(status, headers, exc_info)
+
+            def _write(data: bytes) -> object:
+                self.wrote = True
+                capture.response_body.add(data)
+                return write(data)
+
+            return _write
+
+        return _start_response
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        capture = self.capture
+        self.middleware._read_unread_body(self.environ, capture)
+        nothing_sent = not capture.response_body.size and not self.wrote
+        capture.finish(
+            completed=self.exhausted and self.error is None,
+            error=self.error,
+            server_500=self.error is not None and nothing_sent,
+        )
+        self.middleware.client.submit(capture)
+
+
+class WsgiMetricsMiddleware:
+    """Log every request of a WSGI app to the metrics API. See the module docstring."""
+
+    def __init__(self, app: WSGIApplication, config: MetricsApiConfig) -> None:
+        self.app = app
+        self.config = config
+        self.client = client_for(config)
+        self.hooks = Hooks(config)
+        self._max_body = 0 if not config.log_body else config.max_body_bytes
+
+    def make_request(self, environ: WSGIEnvironment) -> Any:
+        """The object the grouping function and the skip hook receive: a
+        ``werkzeug.Request`` over the environ, whose body it must not read
+        (framework integrations override this to pass their own request)."""
+        return Request(environ, shallow=True)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        capture = self._capture(environ)
+        if capture is None:
+            return self.app(environ, start_response)
+        exchange = _Exchange(self, capture, environ)
+        try:
+            result = self.app(environ, exchange.start_response(start_response))
+        except BaseException as exc:
+            exchange.error = exc
+            exchange.finish()
+            raise
+        return _Response(result, exchange)
+
+    def _capture(self, environ: WSGIEnvironment) -> Capture | None:
+        """A capture for this request, or None when it is not to be logged."""
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        headers = [(_header_name(k), v) for k, v in environ.items() if k.startswith("HTTP_")]
+        if environ.get("CONTENT_TYPE"):
+            headers.append(("Content-Type", environ["CONTENT_TYPE"]))
+        if environ.get("CONTENT_LENGTH"):
+            headers.append(("Content-Length", environ["CONTENT_LENGTH"]))
+        host = environ.get("HTTP_HOST") or _server_host(environ)
+        hooks = self.hooks
+        if not hooks.allows(method, host, path, headers):
+            return None
+        request = self.make_request(environ) if hooks.needs_request else None
+        if hooks.skipped(request):
+            return None
+        group = hooks.group(request)
+        if group is None:
+            return None
+        capture = Capture(
+            method=method,
+            scheme=environ.get("wsgi.url_scheme", "http"),
+            host=host,
+            path=path,
+            query=environ.get("QUERY_STRING", ""),
+            http_version=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            client_address=environ.get("REMOTE_ADDR"),
+            request_headers=headers,
+            request_body=BodyCopy(self._max_body),
+            response_body=BodyCopy(self._max_body),
+            group=group,
+        )
+        if "wsgi.input" in environ and (environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ):
+            environ["wsgi.input"] = _InputCopy(environ["wsgi.input"], capture.request_body)
+        return capture
+
+    def _read_unread_body(self, environ: WSGIEnvironment, capture: Capture) -> None:
+        """A body the app never read: take up to ``max_body_bytes`` of it for the log."""
+        stream = environ.get("wsgi.input")
+        if not isinstance(stream, _InputCopy) or capture.request_body.size or not self._max_body:
+            return
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        if length <= 0:
+            return
+        try:
+            stream.read(min(length, self._max_body))
+        except Exception:  # the server may have closed the stream; the log keeps what it has
+            return
+        capture.request_body.size = max(capture.request_body.size, length)
+
+
+def _header_name(cgi_name: str) -> str:
+    return cgi_name[5:].replace("_", "-").title()
+
+
+def _server_host(environ: WSGIEnvironment) -> str:
+    name = environ.get("SERVER_NAME", "localhost")
+    port = environ.get("SERVER_PORT", "")
+    default = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
+    return name if not port or port == default else f"{name}:{port}"
