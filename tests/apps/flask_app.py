@@ -82,7 +82,7 @@ def headers() -> Response:
     return response
 
 
-COUNTER = {"calls": 0}
+COUNTER: dict[str, int] = {"calls": 0}
 
 
 @flask_app.get("/count")
@@ -95,6 +95,12 @@ def raw(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     """Plain WSGI endpoints."""
     path = environ["PATH_INFO"]
     stream = environ["wsgi.input"]
+    if path == "/raw/raise":
+        COUNTER["raw_raise"] = COUNTER.get("raw_raise", 0) + 1
+        raise RuntimeError("raised by the app")
+    if path == "/raw/count":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(COUNTER).encode()]
     if path == "/raw/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written ")
