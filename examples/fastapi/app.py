@@ -1,0 +1,67 @@
+"""An example FastAPI API wrapped by readme_metrics.
+
+    README_METRICS_SERVER=http://127.0.0.1:8900 uvicorn examples.fastapi.app:app --port 8000
+
+``README_METRICS_SERVER`` points the SDK at a metrics endpoint (the local collector:
+``readme-metrics serve``); without it, logs go to the hosted API with ``README_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from readme_metrics import MetricsApiConfig, MetricsMiddleware
+
+app = FastAPI()
+
+
+@app.get("/hello")
+async def hello(name: str = "world") -> dict[str, str]:
+    return {"message": f"hello {name}"}
+
+
+@app.post("/login")
+async def login(request: Request) -> JSONResponse:
+    body = await request.json()
+    if body.get("password") != "correct horse battery staple":
+        return JSONResponse({"error": "wrong password"}, status_code=401)
+    return JSONResponse({"token": "t-" + str(body.get("user", ""))})
+
+
+@app.get("/countdown")
+async def countdown() -> StreamingResponse:
+    async def lines() -> AsyncIterator[str]:
+        for n in range(3, 0, -1):
+            yield f"{n}\n"
+            await asyncio.sleep(0.1)
+        yield "liftoff\n"
+
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.get("/fail")
+async def fail() -> None:
+    raise RuntimeError("this endpoint always fails")
+
+
+def identify(request: Any) -> dict[str, str] | None:
+    """Who is calling: the ``X-Api-Key`` header (a Starlette ``Request``; None: don't log)."""
+    key = request.headers.get("x-api-key")
+    if key is None:
+        return {"api_key": "anonymous-caller", "label": "Anonymous"}
+    return {"api_key": key, "label": f"Customer {key[-4:]}", "email": f"{key[-4:]}@example.com"}
+
+
+config = MetricsApiConfig(
+    api_key=os.environ.get("README_API_KEY", "local-demo-key"),
+    grouping_function=identify,
+    denylist=["password", "token"],
+    development_mode=True,
+)
+app.add_middleware(MetricsMiddleware, config=config)
