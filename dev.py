@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,6 +43,23 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_system_packages(commands: dict[str, list[str]]) -> None:
+    """Install missing Debian packages (``{command: [packages]}``) with apt-get when root.
+
+    The dashboard test drives a real headless Chromium; the benchmark needs wrk. On a
+    machine where they cannot be installed, the tests that need them fail and say why.
+    """
+    missing = sorted({pkg for cmd, pkgs in commands.items() if shutil.which(cmd) is None for pkg in pkgs})
+    if not missing:
+        return
+    if not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print(f"note: please install {' '.join(missing)} (Debian packages) for the tests that need them", flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", "update", "-qq", env=env)
+    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+
+
 def lint() -> None:
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
@@ -58,11 +76,13 @@ def main(argv: list[str]) -> int:
         if command == "lint":
             lint()
         elif command == "test":
+            ensure_system_packages({"chromium": ["chromium"], "chromedriver": ["chromium-driver"]})
             lint()
             run(PY, "-m", "pytest", *rest)
         elif command == "demo":
             run(PY, "examples/demo.py", *rest)
         elif command == "bench":
+            ensure_system_packages({"wrk": ["wrk"]})
             run(PY, "bench/run.py", *rest)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
