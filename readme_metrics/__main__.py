@@ -1,4 +1,10 @@
-"""``python -m readme_metrics`` / ``readme-metrics``: the command line (being written: issue 8)."""
+"""``python -m readme_metrics`` / ``readme-metrics``: the command line.
+
+Commands:
+
+- ``serve``: the local collector and dashboard (see :mod:`readme_metrics.collector.cli`
+  and docs/collector.md).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.stderr.write("readme-metrics: no commands yet\n")
-    return 2
+    from readme_metrics.collector.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,22 @@
+"""The local collector: a metrics endpoint on your own machine, with a dashboard.
+
+``readme-metrics serve`` (or ``python -m readme_metrics serve``) starts an HTTP server that
+speaks the metrics API's protocol (``POST /v1/request``, Basic auth with the API key, a
+JSON array of log objects, plain or gzip), keeps what it receives in one SQLite file and
+shows it in a browser at ``/``. Point the SDK at it with ``README_METRICS_SERVER``.
+
+Only the standard library is used (``http.server``, ``sqlite3``, ``gzip``, ``json``).
+
+- :mod:`readme_metrics.collector.storage`: validation of log objects and the SQLite store.
+- :mod:`readme_metrics.collector.server`: the HTTP server (ingest, dashboard JSON, HAR export).
+- :mod:`readme_metrics.collector.cli`: the ``serve`` command.
+
+See docs/collector.md for the guide.
+"""
+
+from __future__ import annotations
+
+from readme_metrics.collector.server import Collector
+from readme_metrics.collector.storage import InvalidLogError, Storage
+
+__all__ = ["Collector", "InvalidLogError", "Storage"]

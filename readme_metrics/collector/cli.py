@@ -1,0 +1,155 @@
+"""``readme-metrics serve``: run the local collector and its dashboard.
+
+::
+
+    readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3]
+                         [--api-key KEY ...] [--max-age-days 30] [--max-rows 100000]
+                         [--max-batch-mb 64] [--prune-interval 60] [--public-url URL] [-v]
+
+With no ``--api-key`` the collector accepts any non-empty API key (it is a local tool);
+give one or more to accept only those. ``--port 0`` picks a free port. The command writes
+the dashboard URL and the ``README_METRICS_SERVER`` value to use on standard output, then
+serves until Ctrl-C or SIGTERM (batches being stored are finished first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from readme_metrics._version import __version__
+from readme_metrics.collector.server import DEFAULT_MAX_BATCH_BYTES, Collector
+from readme_metrics.collector.storage import Storage
+
+DEFAULT_PORT = 8787
+DEFAULT_DB = "readme-metrics.sqlite3"
+
+
+class _SigtermError(Exception):
+    """Raised by the SIGTERM handler to leave ``serve_forever``."""
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="readme-metrics", description="readme_metrics command line (the SDK itself is a library)."
+    )
+    top.add_argument("--version", action="version", version=f"readme-metrics {__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the local collector and dashboard",
+        description="Run a local metrics endpoint (the hosted API's protocol) with a dashboard at /.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)"
+    )
+    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default ./{DEFAULT_DB})")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="an accepted API key (repeatable); without any, every non-empty key is accepted",
+    )
+    serve.add_argument(
+        "--max-age-days",
+        type=_non_negative_float,
+        default=30.0,
+        help="delete logs of exchanges older than this (default 30; 0 = keep forever)",
+    )
+    serve.add_argument(
+        "--max-rows",
+        type=_non_negative_int,
+        default=100_000,
+        help="keep at most this many logs, deleting the oldest (default 100000; 0 = no bound)",
+    )
+    serve.add_argument(
+        "--max-batch-mb",
+        type=_non_negative_float,
+        default=DEFAULT_MAX_BATCH_BYTES / 1024 / 1024,
+        help="largest accepted batch, after decompression (default 64)",
+    )
+    serve.add_argument(
+        "--prune-interval",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds between retention passes (default 60; 0 = after every batch)",
+    )
+    serve.add_argument("--public-url", help="the URL clients reach the collector at (for documentation links)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return top
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    storage = Storage(
+        args.db,
+        max_age_days=args.max_age_days,
+        max_rows=args.max_rows,
+        prune_interval=args.prune_interval,
+    )
+    try:
+        collector = Collector(
+            storage,
+            args.host,
+            args.port,
+            api_keys=args.api_key,
+            max_batch_bytes=max(1, int(args.max_batch_mb * 1024 * 1024)),
+            public_url=args.public_url,
+        )
+    except OSError as exc:
+        storage.close()
+        sys.stderr.write(f"readme-metrics: cannot listen on {args.host}:{args.port}: {exc}\n")
+        return 1
+    keys = f"{len(args.api_key)} API key(s)" if args.api_key else "any API key (use --api-key to restrict)"
+    sys.stdout.write(
+        f"readme-metrics collector {__version__}\n"
+        f"  storing logs in {Path(args.db).resolve()} ({storage.count()} logs so far)\n"
+        f"  accepting {keys}\n"
+        f"  point the SDK at it:  README_METRICS_SERVER={collector.url}\n"
+        f"  dashboard:  {collector.url}/\n"
+    )
+    sys.stdout.flush()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _SigtermError
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        collector.serve_forever()
+    except (KeyboardInterrupt, _SigtermError):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        collector.stop()
+    sys.stdout.write("readme-metrics collector stopped\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser().print_help(sys.stderr)
+    return 2

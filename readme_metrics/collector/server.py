@@ -1,0 +1,461 @@
+"""The collector's HTTP server: the metrics API's ingest endpoint, the dashboard and its JSON.
+
+Routes (all answers are JSON unless said otherwise):
+
+``POST /v1/request``
+    The metrics API's ingest call. ``Authorization: Basic base64("<api key>:")``; the body
+    is a JSON array of log objects, plain or ``Content-Encoding: gzip`` (``Content-Length``
+    or chunked). Every log of the batch is validated before any is stored: a malformed
+    batch gets ``400 {"error": "<reason>"}`` and stores nothing; a missing or unknown key
+    gets 401; a body (or its decompressed form) over ``max_batch_bytes`` gets 413. Success
+    is ``202 {"accepted": n, "stored": n_new}`` (a log id already stored is not stored again).
+    With no API keys configured, any non-empty key is accepted.
+``GET /v1``
+    ``{"baseUrl": "<collector URL>"}`` (same auth): the base of documentation links, so that
+    ``{baseUrl}/logs/{_id}`` opens that log in the dashboard.
+``GET /`` and ``GET /logs/<id>``
+    The dashboard (one static HTML page); ``/logs/<id>`` opens on that log.
+``GET /api/summary``, ``GET /api/logs``, ``GET /api/logs/<id>``
+    The dashboard's figures, the log list (``limit``, ``offset``) and one whole log. Filters
+    as query parameters: ``since``/``until`` (Unix seconds), ``endpoint``, ``status``
+    (``2xx``, ``404``, ``errors``; comma-separated), ``group`` (caller id), ``q`` (search).
+``GET /api/export.har`` (filters or ``ids=a,b``) and ``POST /api/export.har`` (``{"ids": [...]}``
+or ``{"filters": {...}}``)
+    The selected logs as one HAR 1.2 file (``Content-Disposition: attachment``), oldest first.
+``GET /healthz``
+    ``{"ok": true, "logs": <count>}``.
+
+The dashboard routes carry no authentication: logs can hold personal data, so the
+collector binds to 127.0.0.1 by default, and while bound to a loopback address it answers
+dashboard requests only for loopback host names (a guard against DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import threading
+import time
+import zlib
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from readme_metrics._log import logger
+from readme_metrics._version import __version__
+from readme_metrics.collector.storage import Filters, InvalidLogError, Log, Storage, validate_batch
+
+DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
+EXPORT_LIMIT = 10_000
+_LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
+
+
+class HttpError(Exception):
+    """An error answer: status and reason."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def dashboard_html() -> bytes:
+    """The dashboard page (package data: ``readme_metrics/collector/static/index.html``)."""
+    return resources.files("readme_metrics.collector").joinpath("static/index.html").read_bytes()
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host_header: str) -> str:
+    """The name part of a ``Host`` header (``[::1]:80`` -> ``::1``)."""
+    if host_header.startswith("["):
+        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def decompress_gzip(data: bytes, limit: int) -> bytes:
+    """Gunzip ``data`` (several members allowed) without producing more than ``limit`` bytes."""
+    out = bytearray()
+    while data:
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += decoder.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise HttpError(400, f"the body is not valid gzip: {exc}") from None
+        if len(out) > limit:
+            raise HttpError(413, f"the decompressed body is larger than {limit} bytes")
+        if not decoder.eof:
+            raise HttpError(400, "the gzip body is truncated")
+        data = decoder.unused_data
+    return bytes(out)
+
+
+def har_of(logs: Iterable[Log]) -> dict[str, Any]:
+    """A HAR 1.2 document of stored log objects (one entry each; ``_readmeLogId`` names the log)."""
+    entries = []
+    for log in logs:
+        for raw in log["request"]["log"]["entries"][:1]:
+            entry = dict(raw)
+            entry.pop("pageref", None)  # there are no pages in this file
+            entry.setdefault("cache", {})
+            entry.setdefault("timings", {"send": 0, "wait": entry.get("time", 0), "receive": 0})
+            entry["_readmeLogId"] = log["_id"]
+            group = log.get("group") or {}
+            if group.get("label"):
+                entry["_caller"] = group["label"]
+            entries.append(entry)
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "readme-metrics collector", "version": __version__},
+            "entries": entries,
+        }
+    }
+
+
+class Collector:
+    """The server. ``with Collector(Storage(path)) as c: ... c.url`` runs it on a thread.
+
+    ``serve_forever()`` runs it in the calling thread instead (the ``serve`` command).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_keys: Iterable[str] = (),
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        public_url: str | None = None,
+    ) -> None:
+        self.storage = storage
+        self.api_keys = frozenset(api_keys)
+        self.max_batch_bytes = max_batch_bytes
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.loopback_only = _is_loopback(host)
+        self._page = dashboard_html()
+        self._active = 0
+        self._active_cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pruner: threading.Thread | None = None
+        collector = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.collector = collector
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        bound_host, bound_port = self.httpd.server_address[:2]
+        shown = str(bound_host)
+        if shown in ("0.0.0.0", "::"):
+            shown = "127.0.0.1"
+        if ":" in shown:
+            shown = f"[{shown}]"
+        self.port = int(bound_port)
+        self.url = f"http://{shown}:{self.port}"
+
+    # -- running -----------------------------------------------------------------------
+
+    def _start_pruner(self) -> None:
+        def prune_periodically() -> None:
+            interval = max(self.storage.prune_interval, 1.0)
+            while not self._stop.wait(interval):
+                try:
+                    self.storage.prune()
+                except Exception:
+                    logger.exception("readme_metrics collector: retention pruning failed")
+
+        self.storage.prune()
+        self._pruner = threading.Thread(target=prune_periodically, name="readme-metrics-pruner", daemon=True)
+        self._pruner.start()
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until :meth:`stop` (from another thread) or an exception."""
+        self._start_pruner()
+        self.httpd.serve_forever()
+
+    def start(self) -> Collector:
+        """Serve on a background thread."""
+        self._start_pruner()
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="readme-metrics-collector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let batches being stored finish (within ``timeout``), close."""
+        self._stop.set()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self._active_cond:
+            while self._active and time.monotonic() < deadline:
+                self._active_cond.wait(deadline - time.monotonic())
+        self.httpd.server_close()
+        self.storage.close()
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- ingest ------------------------------------------------------------------------
+
+    def check_key(self, authorization: str | None) -> str:
+        """The API key of a Basic ``Authorization`` header, or :class:`HttpError` 401."""
+        challenge = {"WWW-Authenticate": 'Basic realm="readme-metrics collector"'}
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "basic" or not token.strip():
+            raise HttpError(401, "missing Basic authorization with the API key", challenge)
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise HttpError(401, "malformed Basic authorization", challenge) from None
+        key = decoded.partition(":")[0]
+        if not key:
+            raise HttpError(401, "the API key (the Basic user name) is empty", challenge)
+        if self.api_keys and key not in self.api_keys:
+            raise HttpError(401, "unknown API key", challenge)
+        return key
+
+    def ingest(self, body: bytes, encoding: str) -> dict[str, int]:
+        """Validate and store one batch (all or nothing)."""
+        encoding = encoding.strip().lower()
+        if encoding == "gzip":
+            body = decompress_gzip(body, self.max_batch_bytes)
+        elif encoding not in ("", "identity"):
+            raise HttpError(415, f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise HttpError(400, f"the body is not JSON: {exc}") from None
+        try:
+            records = validate_batch(payload)
+        except InvalidLogError as exc:
+            raise HttpError(400, str(exc)) from None
+        stored = self.storage.insert(records)
+        return {"accepted": len(records), "stored": stored}
+
+    def base_url(self, host_header: str | None) -> str:
+        if self.public_url:
+            return self.public_url
+        return f"http://{host_header}" if host_header else self.url
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"readme-metrics-collector/{__version__}"
+    timeout = 120  # idle keep-alive connections end after this many seconds
+    collector: Collector
+    _body_read = False
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("collector: %s " + format, self.address_string(), *args)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8", headers)
+
+    def _read_body(self, limit: int) -> bytes:
+        """The request body (Content-Length or chunked), at most ``limit`` bytes."""
+        self._body_read = True
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked(limit)
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            raise HttpError(400, "malformed Content-Length") from None
+        if length > limit:
+            self.close_connection = True
+            raise HttpError(413, f"the body is larger than {limit} bytes")
+        return self.rfile.read(length)
+
+    def _read_chunked(self, limit: int) -> bytes:
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise HttpError(400, "malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return bytes(out)
+            if len(out) + size > limit:
+                self.close_connection = True
+                raise HttpError(413, f"the body is larger than {limit} bytes")
+            out += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def _query(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
+
+    def _dashboard_guard(self) -> None:
+        if self.collector.loopback_only:
+            host = self.headers.get("Host") or ""
+            if host and not _is_loopback(_host_name(host)):
+                raise HttpError(403, "the dashboard answers only to localhost / 127.0.0.1 while bound to loopback")
+
+    def _dispatch(self, method: str) -> None:
+        self._body_read = False
+        try:
+            self._route(method, unquote(urlsplit(self.path).path))
+        except HttpError as exc:
+            if not self._body_read and (self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")):
+                self.close_connection = True  # the unread body must not be taken for the next request
+            self._json(exc.status, {"error": exc.reason}, exc.headers)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:
+            logger.exception("readme_metrics collector: error answering %s %s", method, self.path)
+            self.close_connection = True
+            self._json(500, {"error": f"internal error: {type(exc).__name__}"})
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    # -- routes ------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str) -> None:
+        c = self.collector
+        if path == "/v1/request":
+            if method != "POST":
+                raise HttpError(405, "use POST", {"Allow": "POST"})
+            c.check_key(self.headers.get("Authorization"))
+            body = self._read_body(c.max_batch_bytes)
+            with c._active_cond:
+                c._active += 1
+            try:
+                result = c.ingest(body, self.headers.get("Content-Encoding") or "")
+            finally:
+                with c._active_cond:
+                    c._active -= 1
+                    c._active_cond.notify_all()
+            self._json(202, result)
+            return
+        if path in ("/v1", "/v1/"):
+            c.check_key(self.headers.get("Authorization"))
+            self._json(200, {"baseUrl": c.base_url(self.headers.get("Host"))})
+            return
+        if path == "/healthz":
+            self._json(200, {"ok": True, "logs": c.storage.count()})
+            return
+        self._dashboard_guard()
+        if method == "GET" and (path == "/" or path.startswith("/logs/")):
+            self._send(200, c._page, "text/html; charset=utf-8", {"Content-Security-Policy": _CSP})
+            return
+        if path == "/api/export.har":
+            self._export(method)
+            return
+        if method != "GET":
+            raise HttpError(405, "use GET", {"Allow": "GET"})
+        query = self._query()
+        if path == "/api/summary":
+            self._json(200, c.storage.summary(self._filters(query)))
+        elif path == "/api/logs":
+            filters = self._filters(query)
+            limit = self._int(query, "limit", 100, 1, 1000)
+            offset = self._int(query, "offset", 0, 0, 10**9)
+            logs = c.storage.logs(filters, limit=limit, offset=offset)
+            self._json(200, {"total": c.storage.count(filters), "offset": offset, "logs": logs})
+        elif path.startswith("/api/logs/"):
+            log = c.storage.get(path[len("/api/logs/") :])
+            if log is None:
+                raise HttpError(404, "no such log")
+            self._json(200, log)
+        else:
+            raise HttpError(404, f"no route {path}")
+
+    @staticmethod
+    def _filters(query: dict[str, str]) -> Filters:
+        try:
+            return Filters.from_query(query)
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+
+    @staticmethod
+    def _int(query: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+        try:
+            value = int(query.get(name) or default)
+        except ValueError:
+            raise HttpError(400, f"{name} must be an integer") from None
+        return min(max(value, lo), hi)
+
+    def _export(self, method: str) -> None:
+        storage = self.collector.storage
+        ids: list[str] | None = None
+        filters = Filters()
+        if method == "POST":
+            try:
+                request = json.loads(self._read_body(16 * 1024 * 1024) or b"{}")
+            except ValueError:
+                raise HttpError(400, "the body must be JSON: {'ids': [...]} or {'filters': {...}}") from None
+            if not isinstance(request, dict):
+                raise HttpError(400, "the body must be a JSON object")
+            if request.get("ids") is not None:
+                ids = [str(i) for i in request["ids"]] if isinstance(request["ids"], list) else None
+                if ids is None:
+                    raise HttpError(400, "ids must be an array of log ids")
+            else:
+                raw = request.get("filters") or {}
+                filters = self._filters({str(k): str(v) for k, v in raw.items() if v is not None})
+        else:
+            query = self._query()
+            if query.get("ids"):
+                ids = [i for i in query["ids"].split(",") if i]
+            else:
+                filters = self._filters(query)
+        logs = storage.full_logs(ids=ids, filters=filters, limit=EXPORT_LIMIT)
+        body = json.dumps(har_of(logs), ensure_ascii=False, indent=1).encode("utf-8")
+        name = time.strftime("readme-metrics-%Y%m%d-%H%M%S.har")
+        self._send(
+            200, body, "application/json; charset=utf-8", {"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+
+
+_CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
