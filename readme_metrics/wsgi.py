@@ -33,6 +33,7 @@ from werkzeug.wrappers import Request
 from readme_metrics._hooks import Hooks
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import client_for
+from readme_metrics.doclink import doclink_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -124,6 +125,7 @@ class _Exchange:
                 status_code = int(code)
             except ValueError:
                 status_code = 0
+            headers = self.middleware.doclink.add_to(capture, headers)  # the one change to a response
             capture.response_started(status_code, list(headers), reason or None)
             write = start_response(status, headers, exc_info)
 
@@ -158,6 +160,7 @@ class WsgiMetricsMiddleware:
         self.app = app
         self.config = config
         self.client = client_for(config)
+        self.doclink = doclink_for(config)
         self.hooks = Hooks(config)
         self._max_body = 0 if not config.log_body else config.max_body_bytes
 

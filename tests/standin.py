@@ -36,11 +36,13 @@ class Post:
 class MetricsStandIn:
     """``with MetricsStandIn() as api: ... api.url ... api.wait_for(...)``"""
 
-    def __init__(self, api_key: str = "test-api-key") -> None:
+    def __init__(self, api_key: str = "test-api-key", port: int = 0) -> None:
         self.api_key = api_key
         self.logs: list[dict[str, Any]] = []
         self.posts: list[Post] = []
         self.faults: list[Fault] = []
+        #: What ``GET /v1`` answers as the project's ``baseUrl`` (None: 404, as if unknown).
+        self.base_url: str | None = None
         self._cond = threading.Condition()
         standin = self
 
@@ -50,12 +52,15 @@ class MetricsStandIn:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                standin._project(self)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 standin._handle(self, raw)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -101,6 +106,21 @@ class MetricsStandIn:
         handler.send_response(status)
         for name, value in (fault.headers if fault else {}).items():
             handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _project(self, handler: BaseHTTPRequestHandler) -> None:
+        """``GET /v1``: the project's base URL (the x-documentation-url base)."""
+        auth = "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode()
+        if handler.path.rstrip("/") != "/v1" or self.base_url is None:
+            status, body = 404, b"{}"
+        elif handler.headers.get("Authorization") != auth:
+            status, body = 401, b"{}"
+        else:
+            status, body = 200, json.dumps({"baseUrl": self.base_url}).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)

@@ -1,0 +1,157 @@
+"""The documentation link: ``x-documentation-url`` on the response the client receives.
+
+Each logged response gets ``x-documentation-url: {base}/logs/{log id}``, where ``log id``
+is the ``_id`` of the log object sent for this exchange, so the API's callers can jump
+from a response straight to its log in the developer hub. It is the only change the SDK
+ever makes to a response, and only to one that is logged (a request the filters, the skip
+hook or the grouping function leave out gets nothing). An ``x-documentation-url`` the app
+set itself is kept as it is.
+
+Where ``base`` comes from:
+
+1. ``MetricsApiConfig(base_log_url=...)``, when given: used from the first request.
+2. Otherwise the project's base URL is asked once, from a short-lived background thread
+   (never on the request path), with ``GET {api}/v1`` (Basic auth with the API key), whose
+   JSON answer carries ``{"baseUrl": "https://docs.example.com"}``. ``{api}`` is the
+   ReadMe API (``https://dash.readme.com/api``) when the metrics server is the hosted one,
+   and the metrics server itself when another one is configured (``metrics_server=`` or
+   ``README_METRICS_SERVER``, e.g. the local collector, which answers ``GET /v1`` the same
+   way). Until the answer arrives the header is simply absent; a failed ask is retried at
+   most every :data:`RETRY_AFTER` seconds, again off the request path.
+
+``MetricsApiConfig(documentation_header=False)`` turns the header off entirely.
+
+The adapters (WSGI, ASGI, Django) call :meth:`DocLink.header` once per logged response,
+when the response starts; one :class:`DocLink` is shared per configuration
+(:func:`doclink_for`).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from readme_metrics._log import logger, warn_limited
+from readme_metrics._version import __version__
+from readme_metrics.config import DEFAULT_METRICS_SERVER
+
+if TYPE_CHECKING:
+    from readme_metrics.capture import Capture
+    from readme_metrics.config import MetricsApiConfig
+
+#: The response header's name (lower case: HTTP/2 and ASGI want it so; HTTP/1.1 does not care).
+HEADER = "x-documentation-url"
+_RAW_HEADER = HEADER.encode("ascii")
+#: The hosted ReadMe API, asked for the project's base URL when the metrics server is hosted.
+README_API = "https://dash.readme.com/api"
+#: Seconds between two attempts to learn the base URL, after a failure.
+RETRY_AFTER = 600.0
+
+
+def project_api_url(config: MetricsApiConfig) -> str:
+    """The URL that answers ``{"baseUrl": ...}`` for this configuration."""
+    api = README_API if config.metrics_server == DEFAULT_METRICS_SERVER else config.metrics_server
+    return f"{api}/v1"
+
+
+def fetch_base_url(config: MetricsApiConfig) -> str:
+    """Ask the API for the project's base URL (blocking; call it off the request path)."""
+    url = project_api_url(config)
+    token = base64.b64encode(f"{config.api_key}:".encode()).decode("ascii")
+    headers = {"Authorization": f"Basic {token}", "User-Agent": f"readme-metrics-python@{__version__}"}
+    response = requests.get(url, headers=headers, timeout=config.timeout)
+    if response.status_code != 200:
+        raise ValueError(f"{url} answered {response.status_code}")
+    base = response.json().get("baseUrl")
+    if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+        raise ValueError(f"{url} gave no usable baseUrl ({base!r})")
+    return base.rstrip("/")
+
+
+class DocLink:
+    """The ``x-documentation-url`` of one configuration. See the module docstring."""
+
+    def __init__(self, config: MetricsApiConfig) -> None:
+        self.config = config
+        self.enabled = config.documentation_header
+        self.base: str | None = config.base_log_url
+        self._lock = threading.Lock()
+        self._fetching_pid: int | None = None
+        self._next_attempt = 0.0
+
+    def header(self, capture: Capture) -> str | None:
+        """The header value for this logged response, or None (off, or base not known yet).
+
+        Gives the capture its log id, so the log sent carries the same ``_id``.
+        """
+        if not self.enabled:
+            return None
+        base = self.base
+        if base is None:
+            if time.monotonic() >= self._next_attempt:
+                self._start_fetch()
+            return None
+        if capture.log_id is None:
+            capture.log_id = str(uuid.uuid4())
+        return f"{base}/logs/{capture.log_id}"
+
+    def add_to(self, capture: Capture, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """WSGI-style headers with the link appended (a new list), unless the app set one."""
+        link = self.header(capture)
+        if link is None or any(name.lower() == HEADER for name, _ in headers):
+            return headers
+        return [*headers, (HEADER, link)]
+
+    def add_to_raw(self, capture: Capture, headers: Iterable[Sequence[bytes]]) -> list[Sequence[bytes]]:
+        """ASGI-style ``[(name, value)]`` byte headers with the link appended (a new list)."""
+        items = list(headers)
+        link = self.header(capture)
+        if link is not None and not any(bytes(item[0]).lower() == _RAW_HEADER for item in items):
+            items.append((_RAW_HEADER, link.encode("latin-1")))
+        return items
+
+    def _start_fetch(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            # A fetch started before a fork did not survive into this child: start our own.
+            if self.base is not None or self._fetching_pid == pid or time.monotonic() < self._next_attempt:
+                return
+            self._fetching_pid = pid
+        thread = threading.Thread(target=self._fetch, name="readme-metrics-doclink", daemon=True)
+        thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            base = fetch_base_url(self.config)
+        except Exception as exc:
+            warn_limited(
+                "doclink",
+                "readme_metrics: cannot learn the project's base URL for x-documentation-url (%s); "
+                "set base_log_url to give it",
+                exc,
+                every=3600.0,
+            )
+            with self._lock:
+                self._next_attempt = time.monotonic() + RETRY_AFTER
+                self._fetching_pid = None
+            return
+        with self._lock:
+            self.base = base
+            self._fetching_pid = None
+        logger.info("readme_metrics: x-documentation-url links start with %s/logs/", base)
+
+
+def doclink_for(config: MetricsApiConfig) -> DocLink:
+    """The one :class:`DocLink` of a configuration (middlewares sharing a config share it)."""
+    link: Any = getattr(config, "_doclink", None)
+    if link is None:
+        link = DocLink(config)
+        config._doclink = link  # type: ignore[attr-defined]
+    return link  # type: ignore[no-any-return]
