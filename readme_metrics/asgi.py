@@ -1,10 +1,272 @@
-"""The ASGI middleware (being written: issue 3)."""
+"""The ASGI middleware: pure ASGI 3, streaming-safe (FastAPI, Starlette, any ASGI 3 app).
+
+Usage::
+
+    from readme_metrics import MetricsApiConfig, MetricsMiddleware
+
+    app.add_middleware(MetricsMiddleware, config=MetricsApiConfig(api_key, group_fn))  # FastAPI, Starlette
+    app = MetricsMiddleware(app, MetricsApiConfig(api_key, group_fn))                   # any ASGI 3 app
+
+(:class:`AsgiMetricsMiddleware` is the explicit name; ``MetricsMiddleware`` picks it for an
+app whose ``__call__`` is ``async def``.)
+
+What it does with each ``http`` request:
+
+- The filters run first (``exclude_paths``, ``allowed_http_hosts``, ``OPTIONS``); a request
+  they reject is handed to the app untouched. The ``skip`` hook and the grouping function
+  (sync or ``async def``) get a ``starlette.requests.Request`` over the scope, or, without
+  Starlette, a small object of the same shape (:mod:`readme_metrics._asgi_request`); its
+  body cannot be read, so it stays the app's. ``None`` from the grouping function means
+  "do not log"; the app still serves.
+- ``receive`` is wrapped: every ``http.request`` chunk the app reads is copied, up to
+  ``max_body_bytes``, as it passes. A body the app never reads is not logged (ASGI gives
+  no way to read it afterwards).
+- ``send`` is wrapped: ``http.response.start`` records status and headers,
+  ``http.response.body`` copies the chunk (bounded) and forwards the very same message
+  object. Nothing is joined, buffered, re-created or re-encoded: the client gets the app's
+  bytes at the app's pace (streaming, server-sent events).
+- The log is finalized exactly once: when the last body message has been sent
+  (``more_body`` false; or the last trailers, or ``http.response.pathsend``), else when the
+  app returns, raises or is cancelled. It has the time to response start and the total.
+  An exception before the response starts is logged as the server's 500 and re-raised
+  unchanged; a client that goes away (``http.disconnect`` received, or ``send`` raising
+  ``OSError``) or a cancellation gives one log marked ``_completed: false``. The app is
+  called exactly once per request.
+- Per-request state lives in an :class:`_Exchange` made for the call, never on the
+  middleware. The request path does no I/O: :meth:`Client.submit` is a non-blocking append;
+  HAR building, redaction and delivery run on the worker thread.
+
+``lifespan`` and ``websocket`` scopes (and any other) go to the app untouched. One addition
+on ``lifespan``: when the app reports ``lifespan.shutdown.complete``, the queue is flushed
+(within ``shutdown_timeout``, in a thread, so the event loop keeps running) before the
+message is passed on, so a graceful stop delivers what is queued.
+
+Limits of the protocol: a server that silently drops ``send`` after a disconnect (uvicorn
+does) and an app that never calls ``receive`` leave the middleware unable to see the
+disconnect; such an exchange is logged as complete.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from readme_metrics._asgi_request import make_request
+from readme_metrics._hooks import Hooks
+from readme_metrics._log import logger, warn_limited
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.delivery import client_for
+
+if TYPE_CHECKING:
+    from readme_metrics.config import MetricsApiConfig
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _decode_headers(raw: Any) -> list[tuple[str, str]]:
+    """ASGI byte-string header pairs as (name, value) str pairs, order and repeats kept."""
+    out = []
+    for name, value in raw:
+        out.append(
+            (
+                name.decode("latin-1") if isinstance(name, bytes) else str(name),
+                value.decode("latin-1") if isinstance(value, bytes) else str(value),
+            )
+        )
+    return out
+
+
+class _Exchange:
+    """One request's state and its ``receive``/``send`` wrappers (never on the middleware)."""
+
+    __slots__ = ("_receive", "_send", "capture", "client", "disconnected", "done", "head", "trailers")
+
+    def __init__(self, middleware: AsgiMetricsMiddleware, capture: Capture, receive: Receive, send: Send) -> None:
+        self.capture = capture
+        self.client = middleware.client
+        self._receive = receive
+        self._send = send
+        self.done = False
+        self.disconnected = False
+        self.trailers = False
+        self.head = capture.method == "HEAD"  # the server sends no body: the log keeps none
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        kind = message.get("type")
+        if kind == "http.request":
+            body = message.get("body")
+            if body:
+                self.capture.request_body.add(body)
+        elif kind == "http.disconnect" and not self.done:
+            self.disconnected = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.body":
+            body = message.get("body")
+            if body and not self.head:
+                self.capture.response_body.add(body)
+            last = not message.get("more_body", False) and not self.trailers
+        elif kind == "http.response.start":
+            headers = message.get("headers", ())
+            if not isinstance(headers, (list, tuple)):  # a one-shot iterable: keep it readable
+                headers = list(headers)
+                message["headers"] = headers
+            try:
+                self.capture.response_started(int(message["status"]), _decode_headers(headers))
+            except Exception as exc:  # a malformed message is the server's to refuse, not ours
+                warn_limited("asgi_start", "readme_metrics: unreadable http.response.start (%s)", exc)
+            self.trailers = bool(message.get("trailers", False))
+            # -- Response headers pass through here, unchanged. This is the one spot where a
+            # -- header (x-documentation-url, issue 7) would be added to `headers`.
+            last = False
+        elif kind == "http.response.trailers":
+            last = not message.get("more_trailers", False)
+        elif kind == "http.response.pathsend":
+            last = True
+        else:  # zero-copy send, push, debug, anything newer: passed on
+            last = kind == "http.response.zerocopysend" and not message.get("more_body", False)
+        try:
+            await self._send(message)
+        except OSError as exc:  # the client went away (uvicorn's ClientDisconnected is one)
+            self.disconnected = True
+            self.finish(exc)
+            raise
+        if last:
+            self.finish()
+
+    def finish(self, error: BaseException | None = None, *, returned: bool = False) -> None:
+        """Close and submit the capture, once. ``error``: what ended the exchange early."""
+        if self.done:
+            return
+        self.done = True
+        capture = self.capture
+        started = capture.response_start_mono is not None
+        # The server answers 500 itself when the app fails before starting a response (or
+        # returns without starting one); a disconnect or a cancellation is no 500.
+        server_500 = (
+            not started
+            and not self.disconnected
+            and ((error is not None and isinstance(error, Exception)) or (error is None and returned))
+        )
+        completed = error is None and not returned and not self.disconnected
+        capture.finish(completed=completed, error=error, server_500=server_500)
+        self.client.submit(capture)
 
 
 class AsgiMetricsMiddleware:
-    def __init__(self, app: Any, config: Any) -> None:
-        raise NotImplementedError("the ASGI middleware is not written yet")
+    """Log every HTTP exchange of an ASGI 3 app to the metrics API. See the module docstring."""
+
+    def __init__(self, app: ASGIApp, config: MetricsApiConfig) -> None:
+        self.app = app
+        self.config = config
+        self.client = client_for(config)
+        self.hooks = Hooks(config)
+        self._max_body = 0 if not config.log_body else config.max_body_bytes
+
+    def make_request(self, scope: Scope, host: str, path: str) -> Any:
+        """The object the grouping function and the skip hook receive (see the module
+        docstring); framework integrations may override it."""
+        return make_request(scope, host, path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            capture = await self._capture(scope)
+            if capture is None:
+                await self.app(scope, receive, send)
+                return
+            exchange = _Exchange(self, capture, receive, send)
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except BaseException as exc:
+                exchange.finish(exc)
+                raise
+            exchange.finish(returned=True)
+        elif kind == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+        else:
+            await self.app(scope, receive, send)
+
+    async def _capture(self, scope: Scope) -> Capture | None:
+        """A capture for this request, or None when it is not to be logged."""
+        method: str = scope.get("method", "GET")
+        path: str = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and not path.startswith(root):  # ASGI servers before 2024 left root_path out of path
+            path = root + path
+        headers = _decode_headers(scope.get("headers", ()))
+        host = ""
+        for name, value in headers:
+            if name.lower() == "host":
+                host = value
+                break
+        if not host:
+            host = _server_host(scope)
+        hooks = self.hooks
+        if not hooks.allows(method, host, path, headers):
+            return None
+        request = self.make_request(scope, host, path) if hooks.needs_request else None
+        if hooks.skipped(request):
+            return None
+        group = hooks.group(request)
+        if inspect.isawaitable(group):
+            group = await Hooks.resolve(group)
+        if group is None:
+            return None
+        client = scope.get("client")
+        return Capture(
+            method=method,
+            scheme=scope.get("scheme", "http"),
+            host=host,
+            path=path,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            http_version="HTTP/" + scope.get("http_version", "1.1"),
+            client_address=client[0] if client else None,
+            request_headers=headers,
+            request_body=BodyCopy(self._max_body),
+            response_body=BodyCopy(self._max_body),
+            group=group,
+        )
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """``send`` for the lifespan scope: flush the queue before passing on shutdown.complete."""
+
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                await self._flush_off_loop()
+            await send(message)
+
+        return lifespan_send
+
+    async def _flush_off_loop(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): the flush at interpreter exit still runs
+            return
+        try:
+            await loop.run_in_executor(None, self.client.flush, self.config.shutdown_timeout)
+        except Exception:
+            logger.exception("readme_metrics: error while flushing at lifespan shutdown")
+
+
+def _server_host(scope: Scope) -> str:
+    server = scope.get("server")
+    if not server:
+        return "localhost"
+    host, port = server[0], server[1]
+    if port is None:
+        return str(host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return host if port == _DEFAULT_PORTS.get(scope.get("scheme", "http")) else f"{host}:{port}"
