@@ -1,0 +1,276 @@
+"""Django: ``readme_metrics.django.MetricsMiddleware`` in ``settings.MIDDLEWARE``.
+
+::
+
+    # settings.py
+    from readme_metrics import MetricsApiConfig
+
+    README_METRICS_CONFIG = MetricsApiConfig(API_KEY, "myapp.metrics.group")
+    MIDDLEWARE = [
+        "readme_metrics.django.MetricsMiddleware",  # first: it sees the final response
+        ...
+    ]
+
+The middleware is sync and async capable: under WSGI (gunicorn, uWSGI, ``runserver``) it
+runs synchronously, under ASGI (uvicorn, daphne, hypercorn) as a coroutine, without a
+thread hop of its own.
+
+- The grouping function (and the ``skip`` hook) receive Django's ``HttpRequest``, *after*
+  the view ran, so ``request.user`` and whatever the inner middleware set are there.
+  Under ASGI a plain (sync) grouping function is called through ``sync_to_async`` (it may
+  touch the database, as ``request.user`` does); an ``async def`` one is awaited directly.
+- The request body is copied as the view reads it (``request.body``, ``request.POST``,
+  ``request.FILES``, ``request.read()``), up to ``max_body_bytes``; the view's access to
+  it is unchanged. A body the view never read is read (bounded) after the response.
+- ``StreamingHttpResponse`` (sync or async iterator) and ``FileResponse`` pass through
+  chunk by chunk: the iterator is wrapped, never joined. With body logging on, a
+  ``FileResponse`` is streamed by Django itself rather than by the server's
+  ``wsgi.file_wrapper`` (same bytes; no ``sendfile``). With ``log_body=False`` it is left
+  alone.
+- The log is finished when Django closes the response (after the last byte went out),
+  with the status, headers and body the client received; ``x-documentation-url`` is added
+  to the response when the link is known (see :mod:`readme_metrics.doclink`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+
+from readme_metrics._hooks import Hooks
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.config import MetricsApiConfig
+from readme_metrics.delivery import client_for
+from readme_metrics.doclink import HEADER, doclink_for
+from readme_metrics.wsgi import _header_name, _InputCopy, _server_host
+
+__all__ = ["MetricsMiddleware"]
+
+
+def _settings_config() -> Any:
+    from django.conf import settings  # type: ignore[import-untyped]
+
+    return getattr(settings, "README_METRICS_CONFIG", None)
+
+
+class _Exchange:
+    """One logged request: its capture and the response it got."""
+
+    __slots__ = ("capture", "done", "exhausted", "middleware", "request", "response", "streaming")
+
+    def __init__(self, middleware: MetricsMiddleware, request: Any, capture: Capture) -> None:
+        self.middleware = middleware
+        self.request = request
+        self.capture = capture
+        self.response: Any = None
+        self.streaming = False
+        self.exhausted = False
+        self.done = False
+
+    def respond(self, response: Any, group: Any) -> None:
+        """The view answered and the request is to be logged: hook into the response."""
+        capture = self.capture
+        capture.group = group
+        self.response = response
+        link = self.middleware.doclink.header(capture)
+        if link is not None and not response.has_header(HEADER):
+            response[HEADER] = link  # the one change to a response
+        capture.response_started(response.status_code, [], response.reason_phrase)
+        if getattr(response, "streaming", False):
+            self.streaming = True
+            if getattr(response, "file_to_stream", None) is None or self.middleware.max_body:
+                if getattr(response, "is_async", False):
+                    response.streaming_content = self._acopy(response.streaming_content)
+                else:
+                    response.streaming_content = self._copy(response.streaming_content)
+            else:  # a FileResponse, bodies not logged: let the server send the file itself
+                self.exhausted = True
+        close = response.close
+
+        def _close() -> None:
+            # Before Django's close, which closes the request's stream too.
+            with contextlib.suppress(Exception):
+                self.middleware._read_unread_body(self.request, capture)
+            try:
+                close()
+            finally:
+                self.finish()
+
+        response.close = _close
+
+    def _copy(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        body = self.capture.response_body
+        try:
+            for chunk in chunks:
+                body.add(chunk)
+                yield chunk
+            self.exhausted = True
+        finally:
+            if not self.exhausted:  # abandoned (client gone): the close may never come
+                self.finish()
+
+    async def _acopy(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        body = self.capture.response_body
+        try:
+            async for chunk in chunks:
+                body.add(chunk)
+                yield chunk
+            self.exhausted = True
+        finally:
+            if not self.exhausted:
+                self.finish()
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        capture, response = self.capture, self.response
+        try:
+            capture.status = response.status_code
+            capture.reason = response.reason_phrase
+            headers = [(str(k), str(v)) for k, v in response.items()]
+            headers += [("Set-Cookie", c.output(header="").strip()) for c in response.cookies.values()]
+            capture.response_headers = headers
+            if not self.streaming:
+                capture.response_body.add(response.content)
+            elif getattr(response, "file_to_stream", None) is not None and not capture.response_body.size:
+                capture.response_body.size = int(response.get("Content-Length") or 0)
+            self.middleware._read_unread_body(self.request, capture)
+        except Exception as exc:  # never let the log break the response's close
+            capture.error = f"{type(exc).__name__}: {exc}"[:500]
+        capture.finish(completed=self.exhausted or not self.streaming)
+        self.middleware.client.submit(capture)
+
+
+class MetricsMiddleware:
+    """Log every request of a Django project. See the module docstring.
+
+    ``config`` defaults to ``settings.README_METRICS_CONFIG`` (a ``MetricsApiConfig``).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any, config: MetricsApiConfig | None = None) -> None:
+        from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+
+        self.get_response = get_response
+        config = config if config is not None else _settings_config()
+        if not isinstance(config, MetricsApiConfig):
+            raise ImproperlyConfigured(
+                "readme_metrics: settings.README_METRICS_CONFIG must be a readme_metrics.MetricsApiConfig"
+            )
+        self.config = config
+        self.client = client_for(config)
+        self.doclink = doclink_for(config)
+        self.hooks = Hooks(config)
+        self.max_body = 0 if not config.log_body else config.max_body_bytes
+        fn = config.grouping_function
+        self._async_group = fn is not None and iscoroutinefunction(fn)
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        exchange = self._begin(request)
+        response = self.get_response(request)
+        if exchange is not None:
+            group = self._decide(request)
+            if inspect.isawaitable(group):  # an async grouping function under WSGI
+                group = _run(Hooks.resolve(group))
+            if group is not None:
+                exchange.respond(response, group)
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        exchange = self._begin(request)
+        response = await self.get_response(request)
+        if exchange is not None:
+            if self._async_group:
+                group = await Hooks.resolve(self._decide(request))
+            else:  # a sync grouping function may use the ORM (request.user): not in the event loop
+                group = await sync_to_async(self._decide)(request)
+            if group is not None:
+                exchange.respond(response, group)
+        return response
+
+    def _decide(self, request: Any) -> Any:
+        """The group of this request, or None when it is not to be logged."""
+        if self.hooks.skipped(request):
+            return None
+        return self.hooks.group(request)
+
+    def _begin(self, request: Any) -> _Exchange | None:
+        """Start a capture before the view runs (None when the filters leave it out)."""
+        meta = request.META
+        method = request.method or "GET"
+        path = request.path
+        headers = [(_header_name(k), v) for k, v in meta.items() if k.startswith("HTTP_")]
+        if meta.get("CONTENT_TYPE"):
+            headers.append(("Content-Type", meta["CONTENT_TYPE"]))
+        if meta.get("CONTENT_LENGTH"):
+            headers.append(("Content-Length", meta["CONTENT_LENGTH"]))
+        host = meta.get("HTTP_HOST") or _server_host(meta)
+        if not self.hooks.allows(method, host, path, headers):
+            return None
+        scope = getattr(request, "scope", None)
+        if isinstance(scope, dict):  # ASGI
+            http_version = "HTTP/" + str(scope.get("http_version", "1.1"))
+            scheme = str(scope.get("scheme", "http"))
+        else:
+            http_version = meta.get("SERVER_PROTOCOL", "HTTP/1.1")
+            scheme = meta.get("wsgi.url_scheme", "http")
+        capture = Capture(
+            method=method,
+            scheme=scheme,
+            host=host,
+            path=path,
+            query=meta.get("QUERY_STRING", ""),
+            http_version=http_version,
+            client_address=meta.get("REMOTE_ADDR"),
+            request_headers=headers,
+            request_body=BodyCopy(self.max_body),
+            response_body=BodyCopy(self.max_body),
+        )
+        stream = getattr(request, "_stream", None)
+        if stream is not None and self.max_body:
+            request._stream = _InputCopy(stream, capture.request_body)
+        return _Exchange(self, request, capture)
+
+    def _read_unread_body(self, request: Any, capture: Capture) -> None:
+        """A body the view never read: take up to ``max_body_bytes`` of it for the log."""
+        if capture.request_body.size or not self.max_body or capture.end_mono is not None:
+            return
+        cached = getattr(request, "_body", None)
+        if isinstance(cached, bytes):  # read before our middleware ran
+            capture.request_body.add(cached)
+            return
+        stream = getattr(request, "_stream", None)
+        if not isinstance(stream, _InputCopy) or getattr(request, "_read_started", False):
+            return
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        if length <= 0:
+            return
+        try:
+            stream.read(min(length, self.max_body))
+        except Exception:  # the stream may be closed by now; the log keeps what it has
+            return
+        capture.request_body.size = max(capture.request_body.size, length)
+
+
+def _run(awaitable: Any) -> Any:
+    from asgiref.sync import async_to_sync
+
+    async def _await() -> Any:
+        return await awaitable
+
+    return async_to_sync(_await)()
