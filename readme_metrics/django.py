@@ -46,7 +46,7 @@ from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.config import MetricsApiConfig
 from readme_metrics.delivery import client_for
 from readme_metrics.doclink import HEADER, doclink_for
-from readme_metrics.wsgi import _header_name, _InputCopy, _server_host
+from readme_metrics.wsgi import _header_name, _InputCopy, _server_host, read_unread_body
 
 __all__ = ["MetricsMiddleware"]
 
@@ -251,20 +251,9 @@ class MetricsMiddleware:
         if isinstance(cached, bytes):  # read before our middleware ran
             capture.request_body.add(cached)
             return
-        stream = getattr(request, "_stream", None)
-        if not isinstance(stream, _InputCopy) or getattr(request, "_read_started", False):
-            return
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return
-        if length <= 0:
-            return
-        try:
-            stream.read(min(length, self.max_body))
-        except Exception:  # the stream may be closed by now; the log keeps what it has
-            return
-        capture.request_body.size = max(capture.request_body.size, length)
+        if not getattr(request, "_read_started", False):
+            stream = getattr(request, "_stream", None)
+            read_unread_body(stream, request.META.get("CONTENT_LENGTH"), capture, self.max_body)
 
 
 def _run(awaitable: Any) -> Any:

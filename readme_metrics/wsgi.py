@@ -221,20 +221,25 @@ class WsgiMetricsMiddleware:
 
     def _read_unread_body(self, environ: WSGIEnvironment, capture: Capture) -> None:
         """A body the app never read: take up to ``max_body_bytes`` of it for the log."""
-        stream = environ.get("wsgi.input")
-        if not isinstance(stream, _InputCopy) or capture.request_body.size or not self._max_body:
-            return
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return
-        if length <= 0:
-            return
-        try:
-            stream.read(min(length, self._max_body))
-        except Exception:  # the server may have closed the stream; the log keeps what it has
-            return
-        capture.request_body.size = max(capture.request_body.size, length)
+        read_unread_body(environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, self._max_body)
+
+
+def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:
+    """Up to ``limit`` bytes of a body nobody read, through its :class:`_InputCopy`, for the log
+    (shared with the Django middleware)."""
+    if not isinstance(stream, _InputCopy) or capture.request_body.size or not limit:
+        return
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        return
+    if length <= 0:
+        return
+    try:
+        stream.read(min(length, limit))
+    except Exception:  # the server may have closed the stream; the log keeps what it has
+        return
+    capture.request_body.size = max(capture.request_body.size, length)
 
 
 def _header_name(cgi_name: str) -> str:
