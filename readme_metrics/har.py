@@ -3,26 +3,30 @@
 Runs on the worker thread only. The log object is the one of the wire spec
 (``shared/spec/wire-format.md``): ``_id``, ``_version``, the masked ``group``,
 ``clientIPAddress``, ``development`` and a HAR 1.2 log holding one entry.
+
+Headers, query parameters and the URL go through the configuration's
+:class:`~readme_metrics.redaction.Redactor`; bodies through
+:func:`readme_metrics.bodies.body_fields` (decoding, forms, multipart, JSON, fail-closed
+markers). Last, the whole log is scrubbed of the configured API key.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import json
 import platform
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from readme_metrics._log import warn_limited
 from readme_metrics._version import __version__
-from readme_metrics.capture import BodyCopy, Capture
-from readme_metrics.redaction import Redactor, mask
+from readme_metrics.bodies import body_fields
+from readme_metrics.capture import Capture
+from readme_metrics.redaction import Redactor, encode_pairs, mask
 
 CREATOR = {
     "name": "readme-metrics (python)",
@@ -32,8 +36,6 @@ CREATOR = {
 
 #: Group of an exchange whose grouping function failed: logged, but attributed to nobody.
 ANONYMOUS_GROUP = {"id": "anonymous", "label": "anonymous"}
-
-_TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
 
 
 class GroupError(ValueError):
@@ -79,74 +81,24 @@ def header(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def _media_type(content_type: str | None) -> tuple[str, str | None]:
-    """(lower-case media type, charset or None)."""
-    if not content_type:
-        return "", None
-    media, _, params = content_type.partition(";")
-    charset = None
-    for param in params.split(";"):
-        name, _, value = param.strip().partition("=")
-        if name.lower() == "charset" and value:
-            charset = value.strip().strip('"')
-    return media.strip().lower(), charset
-
-
-def is_json(media: str) -> bool:
-    return media == "application/json" or media.endswith("+json")
-
-
-def _is_text(media: str) -> bool:
-    return is_json(media) or media.startswith(_TEXT_TYPES) or media.endswith("+xml")
-
-
-def _decode(data: bytes, charset: str | None) -> str | None:
-    try:
-        return data.decode(charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        return None
-
-
-def body_fields(body: BodyCopy, content_type: str | None, redactor: Redactor, *, form_params: bool) -> dict[str, Any]:
-    """``mimeType`` and ``text`` (or ``params``) of a HAR body, redacted.
-
-    JSON stays JSON text; url-encoded forms become ``params`` (request side); text in its
-    charset; anything else, or text that does not decode, is base64 with
-    ``"encoding": "base64"``. A body cut at ``max_body_bytes`` is marked ``_truncated``.
-    """
-    media, charset = _media_type(content_type)
-    data = body.data
-    out: dict[str, Any] = {"mimeType": content_type or ""}
-    if body.truncated:
-        out["_truncated"] = True
-        out["comment"] = f"truncated to {body.kept} of {body.size} bytes"
-    if form_params and media == "application/x-www-form-urlencoded":
-        text = _decode(data, charset or "utf-8")
-        if text is not None:
-            out["params"] = redactor.pairs(parse_qsl(text, keep_blank_values=True))
-            return out
-    text = _decode(data, charset) if _is_text(media) or not media else None
-    if text is not None and is_json(media) and redactor.active and not body.truncated:
-        with contextlib.suppress(ValueError):
-            text = json.dumps(redactor.json(json.loads(text)), ensure_ascii=False, separators=(",", ":"))
-    if text is None:
-        out["text"] = base64.b64encode(data).decode("ascii")
-        out["encoding"] = "base64"
-    else:
-        out["text"] = text
-    return out
-
-
-def _url(capture: Capture, query: list[tuple[str, str]] | None) -> str:
+def _url(capture: Capture, query: list[dict[str, str]] | None) -> str:
+    """The request URL; with ``query`` (redacted pairs), its query rebuilt from them."""
     path = quote(capture.path.encode("latin-1", "replace") if capture.path else b"/", safe="/:@!$&'()*+,;=-._~%")
     url = f"{capture.scheme}://{capture.host}{path}"
-    if capture.query:
-        url += (
-            "?" + capture.query
-            if query is None
-            else "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
-        )
+    if query is None:
+        if capture.query:
+            url += "?" + capture.query
+    elif query:
+        url += "?" + encode_pairs(query)
     return url
+
+
+def _redirect_url(headers: list[dict[str, str]]) -> str:
+    """The (already redacted) ``Location`` header, or ``""``."""
+    for item in headers:
+        if item["name"].lower() == "location":
+            return item["value"]
+    return ""
 
 
 def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) -> dict[str, Any]:
@@ -156,39 +108,53 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
     wait_ms = max(0.0, (first - capture.start_mono) * 1000)
     total_ms = max(0.0, (end - capture.start_mono) * 1000)
 
-    query_pairs = parse_qsl(capture.query, keep_blank_values=True)
-    query_items = redactor.pairs(query_pairs)
+    query_items = redactor.pairs(redactor.query(capture.query)) if capture.query else []
     # The URL carries the same query as queryString, after redaction.
-    url = _url(capture, [(q["name"], q["value"]) for q in query_items] if redactor.active else None)
+    url = _url(capture, query_items if redactor.active else None)
+    request_headers = redactor.headers(capture.request_headers)
+    response_headers = redactor.headers(capture.response_headers)
 
     request: dict[str, Any] = {
         "method": capture.method,
         "url": url,
         "httpVersion": capture.http_version,
-        "headers": redactor.pairs(capture.request_headers),
+        "headers": request_headers,
         "queryString": query_items,
         "cookies": [],
         "headersSize": -1,
         "bodySize": capture.request_body.size,
     }
     if log_body and capture.request_body.size:
-        content_type = header(capture.request_headers, "content-type")
-        request["postData"] = body_fields(capture.request_body, content_type, redactor, form_params=True)
+        request["postData"] = body_fields(
+            capture.request_body,
+            header(capture.request_headers, "content-type"),
+            redactor,
+            request=True,
+            content_encoding=header(capture.request_headers, "content-encoding"),
+        )
 
     content: dict[str, Any] = {"size": capture.response_body.size, "mimeType": ""}
     response_type = header(capture.response_headers, "content-type")
     if log_body and capture.response_body.size:
-        content.update(body_fields(capture.response_body, response_type, redactor, form_params=False))
+        content.update(
+            body_fields(
+                capture.response_body,
+                response_type,
+                redactor,
+                request=False,
+                content_encoding=header(capture.response_headers, "content-encoding"),
+            )
+        )
     else:
         content.update({"mimeType": response_type or "", "text": ""})
     response: dict[str, Any] = {
         "status": capture.status,
         "statusText": status_text(capture.status, capture.reason),
         "httpVersion": capture.http_version,
-        "headers": redactor.pairs(capture.response_headers),
+        "headers": response_headers,
         "cookies": [],
         "content": content,
-        "redirectURL": header(capture.response_headers, "location") or "",
+        "redirectURL": _redirect_url(response_headers),
         "headersSize": -1,
         "bodySize": capture.response_body.size,
     }
@@ -203,7 +169,9 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
         "_completed": capture.completed,
     }
     if capture.error:
-        entry["comment"] = f"the app raised {capture.error}"
+        # The exception's message is free text: with a list configured only its type is sent.
+        error = capture.error.partition(":")[0] if redactor.active else capture.error
+        entry["comment"] = f"the app raised {error}"
     elif not capture.completed:
         entry["comment"] = "incomplete: the client went away or the response was not finished"
     return entry
@@ -220,7 +188,7 @@ def build_log(capture: Capture, redactor: Redactor, *, development: bool, log_bo
     except GroupError as exc:
         warn_limited("group", "readme_metrics: %s; logging the request as anonymous", exc)
         group = dict(ANONYMOUS_GROUP)
-    return {
+    log = {
         "_id": capture.log_id or str(uuid.uuid4()),
         "_version": 3,
         "group": group,
@@ -234,6 +202,8 @@ def build_log(capture: Capture, redactor: Redactor, *, development: bool, log_bo
             }
         },
     }
+    # Last: whatever the app put where, the configured API key does not leave.
+    return redactor.scrub(log)  # type: ignore[no-any-return]
 
 
 def decode_base64_text(content: Mapping[str, Any]) -> bytes:

@@ -1,0 +1,301 @@
+"""Bodies: a bounded copy of a request or response body becomes HAR ``postData``/``content``.
+
+Runs on the worker thread only, on the copy the request path kept (at most
+``max_body_bytes``). What happens, in order:
+
+1. ``Content-Encoding``: ``gzip``/``x-gzip``/``deflate`` (also chained, e.g.
+   ``gzip, gzip``) are decoded, each layer with ``zlib.decompressobj(...).decompress(data,
+   max_length)``: the decoded text is at most ``max_body_bytes`` whatever the ratio, so a
+   small bomb costs no more than an ordinary large body. More than that is cut (and marked
+   truncated). ``br``, ``zstd`` or any other coding, or a stream that does not decode,
+   gives the opaque marker :data:`ENCODED` (with the coding's name): compressed bytes are
+   never sent as if they were text.
+2. ``multipart/form-data`` (requests) becomes ``params``: fields as ``{name, value}``,
+   file parts as ``{name, fileName, contentType, value: "", _size}``; file content is
+   never sent. Parsed here with a bounded splitter (part headers by :mod:`email`).
+   Multipart response bodies are replaced by :data:`MULTIPART`.
+3. ``application/x-www-form-urlencoded`` becomes ``params`` (requests) or its text
+   rebuilt from the redacted pairs (responses).
+4. JSON (``application/json``, ``*/*+json``, ``text/json``): with a list configured, the
+   document is parsed, redacted at every depth and re-serialized. Text bodies that look
+   like JSON (``{`` or ``[`` first) are redacted the same way when they parse.
+5. Other text stays text in its charset; anything else is base64 with
+   ``"encoding": "base64"`` (HAR 1.2).
+
+Fail closed: with a denylist or allowlist configured, a body that declares JSON or a form
+and cannot be parsed (bad syntax, bad charset, cut at ``max_body_bytes``, too deep) has its
+text replaced by :data:`UNPARSABLE` or :data:`TRUNCATED`, never sent raw. (A url-encoded
+form cut short is still parsed: every complete pair is judged by its name.)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from email.message import Message
+from email.parser import BytesHeaderParser
+from typing import Any
+
+from readme_metrics.capture import BodyCopy
+from readme_metrics.redaction import Redactor, encode_pairs
+
+#: Text of a body that declares JSON or a form but could not be parsed, so could not be
+#: redacted (only when a denylist or allowlist is configured).
+UNPARSABLE = "[REDACTED BODY: could not be parsed for redaction]"
+#: Same, for a body cut at ``max_body_bytes`` before it could be parsed.
+TRUNCATED = "[REDACTED BODY: truncated at max_body_bytes, could not be parsed for redaction]"
+#: Text of a body in a content coding the SDK does not decode (``{coding}`` is its name).
+ENCODED = "[OMITTED BODY: {coding}-encoded]"
+#: Text of a multipart response body, or of a multipart request body that cannot be parsed.
+MULTIPART = "[OMITTED BODY: multipart]"
+
+#: Parts of a multipart body beyond this many are not listed.
+MAX_PARTS = 1000
+
+_TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
+_FORM = "application/x-www-form-urlencoded"
+_ZLIB_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """(lower-case media type, parameters with lower-case names)."""
+    if not content_type:
+        return "", {}
+    media, _, rest = content_type.partition(";")
+    params = {}
+    for param in rest.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name and value:
+            params[name.lower()] = value.strip().strip('"')
+    return media.strip().lower(), params
+
+
+def is_json(media: str) -> bool:
+    return media in ("application/json", "text/json") or media.endswith("+json")
+
+
+def is_text(media: str) -> bool:
+    return is_json(media) or media.startswith(_TEXT_TYPES) or media.endswith("+xml")
+
+
+def _decode(data: bytes, charset: str | None) -> str | None:
+    try:
+        return data.decode(charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+# -- content codings -------------------------------------------------------------------
+
+
+class _UndecodableError(Exception):
+    def __init__(self, coding: str) -> None:
+        super().__init__(coding)
+        self.coding = coding
+
+
+def decompress(data: bytes, content_encoding: str, limit: int) -> tuple[bytes, bool]:
+    """Undo ``Content-Encoding`` (outermost last); (decoded, cut at ``limit``).
+
+    Each layer produces at most ``limit`` bytes (``limit + 1`` to know it was cut). Raises
+    :class:`_UndecodableError` for an unknown coding or a stream that is not what it says.
+    """
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    cut = False
+    for coding in reversed([c for c in codings if c and c != "identity"]):
+        wbits = _ZLIB_CODINGS.get(coding)
+        if wbits is None:
+            raise _UndecodableError(coding)
+        try:
+            data, layer_cut = _inflate(data, wbits, limit)
+        except zlib.error:
+            if coding != "deflate":
+                raise _UndecodableError(coding) from None
+            try:  # "deflate" is often sent raw, without the zlib wrapper
+                data, layer_cut = _inflate(data, -zlib.MAX_WBITS, limit)
+            except zlib.error:
+                raise _UndecodableError(coding) from None
+        cut = cut or layer_cut
+    return data, cut
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> tuple[bytes, bool]:
+    out = bytearray()
+    while data:
+        d = zlib.decompressobj(wbits)
+        try:
+            out += d.decompress(data, limit + 1 - len(out))
+        except zlib.error:
+            if not out:
+                raise
+            break  # trailing bytes after a gzip member: keep what decoded
+        if len(out) > limit:
+            return bytes(out[:limit]), True
+        if d.unconsumed_tail:  # output limit reached exactly
+            return bytes(out), True
+        # gzip allows several members one after the other.
+        data = d.unused_data if wbits > zlib.MAX_WBITS and d.eof else b""
+    return bytes(out), False
+
+
+# -- multipart -------------------------------------------------------------------------
+
+
+def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) -> list[dict[str, Any]] | None:
+    """The parts of a multipart/form-data body as HAR params; None if it is not one.
+
+    A delimiter counts only at the start of a line (as for the app's own parser), so a
+    field's content can never pass for another part.
+    """
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    nl = b"\r\n"
+    chunks = (nl + data).split(nl + delimiter)
+    if len(chunks) < 2:
+        nl = b"\n"
+        chunks = (nl + data).split(nl + delimiter)
+        if len(chunks) < 2:
+            return None
+    params: list[dict[str, Any]] = []
+    header_parser = BytesHeaderParser()
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--") or len(params) >= MAX_PARTS:
+            break  # the closing delimiter
+        _padding, sep, rest = chunk.partition(nl)
+        if not sep:
+            continue
+        if rest.startswith(nl):
+            head, content = b"", rest[len(nl) :]
+        else:
+            head, sep, content = rest.partition(nl + nl)
+            if not sep:
+                continue  # a part cut inside its headers: nothing known about it
+        headers: Message = header_parser.parsebytes(head)
+        name = headers.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        filename = headers.get_filename()
+        content_type = headers.get_content_type() if headers.get("content-type") else None
+        text = None if filename is not None else _decode(content, headers.get_content_charset())
+        if redactor.active:
+            if redactor.dropped(name):
+                continue
+            if redactor.denied(name):
+                params.append({"name": name, "value": redactor.value(name, text)})
+                continue
+        if text is None:
+            param: dict[str, Any] = {"name": name, "value": "", "_size": len(content)}
+            if filename is not None:
+                param["fileName"] = filename
+            param["contentType"] = content_type or "application/octet-stream"
+        else:
+            param = {"name": name, "value": text}
+            if content_type:
+                param["contentType"] = content_type
+        params.append(param)
+    return params
+
+
+# -- the body --------------------------------------------------------------------------
+
+
+def body_fields(
+    body: BodyCopy,
+    content_type: str | None,
+    redactor: Redactor,
+    *,
+    request: bool,
+    content_encoding: str | None = None,
+) -> dict[str, Any]:
+    """``mimeType`` and ``text`` (or ``params``) of a HAR body, redacted.
+
+    ``request``: the body is ``postData`` (forms become ``params``), else ``content``.
+    """
+    out: dict[str, Any] = {"mimeType": content_type or ""}
+    data = body.data
+    truncated = body.truncated
+    if truncated:
+        out["_truncated"] = True
+        out["comment"] = f"truncated to {body.kept} of {body.size} bytes"
+    if content_encoding and content_encoding.strip().lower() != "identity":
+        try:
+            data, cut = decompress(data, content_encoding, redactor.max_body_bytes)
+        except _UndecodableError as exc:
+            out["text"] = ENCODED.format(coding=exc.coding)
+            return out
+        out["_decoded"] = content_encoding
+        if cut and not truncated:
+            truncated = True
+            out["_truncated"] = True
+            out["comment"] = f"decoded text cut to {len(data)} bytes"
+        elif not truncated:
+            out["_decodedSize"] = len(data)
+
+    media, params = media_type(content_type)
+    charset = params.get("charset")
+    active = redactor.active
+
+    if media.startswith("multipart/"):
+        boundary = params.get("boundary")
+        parts = _multipart(data, boundary, redactor, truncated) if request and boundary else None
+        if parts is None:
+            out["text"] = MULTIPART
+        else:
+            out["params"] = parts
+        return out
+
+    if media == _FORM:
+        text = _decode(data, charset)
+        if text is None:
+            _text_or_marker(out, data, None, redactor, UNPARSABLE)
+            return out
+        if truncated and "&" in text:
+            text = text.rsplit("&", 1)[0]  # the last pair may be cut: judged by name anyway
+        items = redactor.pairs(redactor.query(text))
+        if request:
+            out["params"] = items
+        else:
+            out["text"] = encode_pairs(items) if active else text
+        return out
+
+    text = _decode(data, charset) if is_text(media) or not media else None
+    if is_json(media):
+        if not active:
+            _text_or_marker(out, data, text, redactor, None)
+        elif truncated:
+            out["text"] = TRUNCATED
+        else:
+            out["text"] = _redact_json(text if text is not None else data, redactor)
+            if out["text"] is None:
+                out["text"] = UNPARSABLE
+        return out
+
+    if text is not None and active and text.lstrip()[:1] in ("{", "["):
+        # Not declared JSON, but it may be: redact it as JSON if it parses.
+        redacted_text = None if truncated else _redact_json(text, redactor)
+        if redacted_text is not None:
+            text = redacted_text
+    _text_or_marker(out, data, text, redactor, None)
+    return out
+
+
+def _redact_json(doc: str | bytes, redactor: Redactor) -> str | None:
+    """The document redacted and re-serialized; None if it does not parse (or is too deep)."""
+    try:
+        value = json.loads(doc)
+        if isinstance(doc, str) and not redactor.may_match(doc):
+            return doc  # valid, and nothing in it to redact: sent as written
+        return json.dumps(redactor.json(value), ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _text_or_marker(out: dict[str, Any], data: bytes, text: str | None, redactor: Redactor, marker: str | None) -> None:
+    """``text`` as is, or (when it is None) the marker if lists are on, else base64."""
+    if text is not None:
+        out["text"] = text
+    elif marker is not None and redactor.active:
+        out["text"] = marker
+    else:
+        out["text"] = base64.b64encode(redactor.scrub_bytes(data)).decode("ascii")
+        out["encoding"] = "base64"

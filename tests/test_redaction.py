@@ -1,0 +1,809 @@
+"""Redaction in the shared core: property tests (Hypothesis) and unit tests.
+
+Captures are built directly (what either middleware would record) and turned into log
+objects by the real :class:`~readme_metrics.delivery.Client`; the logs are serialized with
+the delivery encoder and posted to the real :class:`MetricsStandIn`. What is checked is
+the JSON that arrived there.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import string
+import zlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from readme_metrics import MetricsApiConfig
+from readme_metrics._hooks import Hooks
+from readme_metrics.bodies import ENCODED, MULTIPART, TRUNCATED, UNPARSABLE, decompress
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.delivery import Client, encode
+from readme_metrics.har import build_log
+from readme_metrics.redaction import REDACTED, Redactor, mask, redacted
+from tests.standin import MetricsStandIn, entry, header_value
+
+API_KEY = "test-api-key"
+ALNUM = string.ascii_letters + string.digits
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[MetricsStandIn]:
+    with MetricsStandIn(API_KEY) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+def _body(data: bytes, limit: int = 1 << 20) -> BodyCopy:
+    copy = BodyCopy(limit)
+    copy.add(data)
+    return copy
+
+
+def make_capture(
+    *,
+    method: str = "POST",
+    path: str = "/things",
+    query: str = "",
+    request_headers: list[tuple[str, str]] | None = None,
+    request_body: bytes = b"",
+    response_headers: list[tuple[str, str]] | None = None,
+    response_body: bytes = b"",
+    status: int = 200,
+    limit: int = 1 << 20,
+    group: Any = None,
+) -> Capture:
+    capture = Capture(
+        method=method,
+        scheme="http",
+        host="api.example.test",
+        path=path,
+        query=query,
+        http_version="HTTP/1.1",
+        client_address="203.0.113.7",
+        request_headers=request_headers or [],
+        request_body=_body(request_body, limit),
+        response_body=_body(response_body, limit),
+        group=group if group is not None else {"api_key": "caller-key-1234", "label": "Caller"},
+    )
+    capture.response_started(status, response_headers or [])
+    capture.finish(True)
+    return capture
+
+
+def config(**options: Any) -> MetricsApiConfig:
+    options.setdefault("metrics_server", "http://127.0.0.1:9")
+    return MetricsApiConfig(API_KEY, None, **options)
+
+
+def deliver(standin: MetricsStandIn, session: requests.Session, capture: Capture, cfg: MetricsApiConfig) -> str:
+    """Build the log with a real Client, post it to the stand-in; the JSON that arrived."""
+    log = Client(cfg).build(capture)
+    assert log is not None
+    before = len(standin.logs)
+    response = session.post(
+        f"{standin.url}/v1/request",
+        data=encode([log]),
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode(),
+            "Content-Type": "application/json",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200
+    arrived = standin.logs[before:]
+    assert len(arrived) == 1
+    return json.dumps(arrived[0], ensure_ascii=False)
+
+
+def build(capture: Capture, **options: Any) -> dict[str, Any]:
+    """The HAR entry of a capture under a config (no network)."""
+    cfg = config(**options)
+    return entry(build_log(capture, Redactor.from_config(cfg), development=False, log_body=cfg.log_body))
+
+
+# ======================================================================================
+# Property tests
+# ======================================================================================
+
+token = st.text(ALNUM, min_size=16, max_size=16)
+key_text = st.text(string.ascii_letters, min_size=3, max_size=10)
+
+
+class Generated:
+    """The secrets (must not arrive), the kept values (must arrive), and a case mixer."""
+
+    def __init__(self, data: st.DataObject, deny: list[str], allow: list[str] | None = None) -> None:
+        self.data = data
+        self.deny = deny
+        self.allow = allow
+        self.secrets: list[str] = []
+        self.keeps: list[str] = []
+        self.drops: list[str] = []
+        self.n = 0
+
+    def vary(self, key: str) -> str:
+        flags = self.data.draw(st.lists(st.booleans(), min_size=len(key), max_size=len(key)))
+        return "".join(c.upper() if f else c.lower() for c, f in zip(key, flags, strict=True))
+
+    def _unique(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}x{self.data.draw(token)}"
+
+    def secret(self) -> str:
+        value = self._unique("SECRET")
+        self.secrets.append(value)
+        return value
+
+    def keep(self) -> str:
+        value = self._unique("KEEP")
+        self.keeps.append(value)
+        return value
+
+    def drop(self) -> str:
+        value = self._unique("DROP")
+        self.drops.append(value)
+        return value
+
+    def other_key(self) -> str:
+        """A key on neither list (lists hold letters only; this one ends in digits)."""
+        self.n += 1
+        return f"o{self.data.draw(key_text)}{self.n}"
+
+    def kept_key(self) -> str:
+        """A key whose value is sent: on the allowlist (if any), not on the denylist."""
+        if self.allow is None:
+            return self.other_key()
+        return self.vary(self.data.draw(st.sampled_from(self.allow)))
+
+    def secret_anything(self, depth: int) -> Any:
+        """Any JSON value made of secrets only (a denylisted key's value)."""
+        kind = self.data.draw(st.sampled_from(["str", "int", "obj", "arr"] if depth < 3 else ["str", "int"]))
+        if kind == "str":
+            return self.secret()
+        if kind == "int":
+            value = self.data.draw(st.integers(10**17, 10**18))
+            self.secrets.append(str(value))
+            return value
+        if kind == "obj":
+            return {self.other_key(): self.secret_anything(depth + 1) for _ in range(self.data.draw(st.integers(1, 3)))}
+        return [self.secret_anything(depth + 1) for _ in range(self.data.draw(st.integers(1, 3)))]
+
+    def dropped_anything(self, depth: int) -> Any:
+        if depth < 3 and self.data.draw(st.booleans()):
+            return [{self.other_key(): self.drop()}]
+        return self.drop()
+
+    def doc(self, depth: int = 0) -> Any:
+        """A JSON object whose denylisted keys hold secrets (at any depth, arrays included)."""
+        out: dict[str, Any] = {}
+        used: set[str] = set()
+        for _ in range(self.data.draw(st.integers(1, 4))):
+            choice = self.data.draw(st.sampled_from(["deny", "keep", "nested", "array", "drop"]))
+            if choice == "deny":
+                key = self.vary(self.data.draw(st.sampled_from(self.deny)))
+            elif choice == "drop" and self.allow is not None:
+                key = self.other_key()
+            else:
+                key = self.kept_key()
+            if key.casefold() in used:
+                continue  # one key once per object (a repeat would hide the first value)
+            used.add(key.casefold())
+            if choice == "deny":
+                out[key] = self.secret_anything(depth)
+            elif choice == "drop" and self.allow is not None:
+                out[key] = self.dropped_anything(depth)
+            elif choice in ("nested", "array") and depth < 3:
+                out[key] = self.doc(depth + 1) if choice == "nested" else [self.doc(depth + 1), self.keep()]
+            else:
+                out[key] = self.keep()
+        return out
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Name/value pairs (query, form fields, headers) with denylisted names."""
+        out = []
+        for _ in range(self.data.draw(st.integers(1, 5))):
+            choice = self.data.draw(st.sampled_from(["deny", "keep", "drop"]))
+            if choice == "deny":
+                out.append((self.vary(self.data.draw(st.sampled_from(self.deny))), self.secret()))
+            elif choice == "drop" and self.allow is not None:
+                out.append((self.other_key(), self.drop()))
+            else:
+                out.append((self.kept_key(), self.keep()))
+        return out
+
+    def multipart(self) -> tuple[bytes, str]:
+        boundary = "b" + self.data.draw(token)
+        parts = []
+        for name, value in self.pairs():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n')
+        # A file part: its content never leaves, whatever its name.
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{self.kept_key()}"; filename="a.txt"\r\n'
+            f"Content-Type: text/plain\r\n\r\n{self.secret()}\r\n"
+        )
+        return ("".join(parts) + f"--{boundary}--\r\n").encode(), boundary
+
+
+def generated_capture(g: Generated) -> Capture:
+    data = g.data
+    query_pairs = g.pairs()
+    separator = data.draw(st.sampled_from(["&", ";"]))
+    query = separator.join(urlencode([p]) for p in query_pairs)
+
+    headers = [(name, value) for name, value in g.pairs()]
+    # Secret by default, whatever the lists say.
+    for name in data.draw(st.lists(st.sampled_from(["Authorization", "Cookie", "Proxy-Authorization"]), unique=True)):
+        headers.append((g.vary(name), g.secret()))
+
+    kind = data.draw(st.sampled_from(["json", "form", "multipart"]))
+    if kind == "json":
+        content_type = data.draw(
+            st.sampled_from(["application/json", "application/vnd.api+json", "application/json; charset=utf-8"])
+        )
+        body = json.dumps(g.doc()).encode()
+    elif kind == "form":
+        content_type = "application/x-www-form-urlencoded"
+        body = urlencode(g.pairs()).encode()
+    else:
+        body, boundary = g.multipart()
+        content_type = f"multipart/form-data; boundary={boundary}"
+    headers.append(("Content-Type", content_type))
+
+    response_doc: Any = g.doc()
+    if data.draw(st.booleans()):
+        response_doc = [response_doc, g.doc()]  # objects inside a top-level array
+    response_headers = [*g.pairs(), ("Content-Type", "application/problem+json")]
+    if data.draw(st.booleans()):
+        response_headers.append((g.vary("Set-Cookie"), f"sid={g.secret()}; Path=/; HttpOnly"))
+    return make_capture(
+        query=query,
+        request_headers=headers,
+        request_body=body,
+        response_headers=response_headers,
+        response_body=json.dumps(response_doc).encode(),
+    )
+
+
+PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(data=st.data(), deny=st.lists(key_text, min_size=1, max_size=4, unique_by=str.casefold))
+def test_property_denylisted_values_never_arrive(
+    standin: MetricsStandIn, session: requests.Session, data: st.DataObject, deny: list[str]
+) -> None:
+    g = Generated(data, deny)
+    capture = generated_capture(g)
+    cfg = config(denylist=[g.vary(k) for k in deny])
+    arrived = deliver(standin, session, capture, cfg)
+    for secret in g.secrets:
+        assert secret not in arrived
+    for kept in g.keeps:
+        assert kept in arrived
+    assert '"encoding": "base64"' not in arrived
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    allow=st.lists(key_text, min_size=1, max_size=4, unique_by=str.casefold),
+    deny=st.lists(key_text, min_size=1, max_size=3, unique_by=str.casefold),
+)
+def test_property_allowlist_keeps_only_listed_keys_and_denylist_wins(
+    standin: MetricsStandIn, session: requests.Session, data: st.DataObject, allow: list[str], deny: list[str]
+) -> None:
+    # Some keys on both lists: the denylist wins for them.
+    allow = allow + deny[: data.draw(st.integers(0, len(deny)))]
+    allowed_only = [k for k in allow if k.casefold() not in {d.casefold() for d in deny}]
+    if not allowed_only:
+        allowed_only = ["zzkeepzz"]
+        allow = [*allow, "zzkeepzz"]
+    g = Generated(data, deny, allowed_only)
+    capture = generated_capture(g)
+    arrived = deliver(standin, session, capture, config(denylist=deny, allowlist=[g.vary(k) for k in allow]))
+    for secret in g.secrets + g.drops:
+        assert secret not in arrived
+    for kept in g.keeps:
+        assert kept in arrived
+
+
+# ======================================================================================
+# Headers, query, URL
+# ======================================================================================
+
+
+def test_headers_match_case_insensitively_in_requests_and_responses() -> None:
+    capture = make_capture(
+        request_headers=[("X-API-TOKEN", "req-secret-1"), ("x-other", "fine")],
+        response_headers=[("x-Api-Token", "resp-secret-2")],
+    )
+    e = build(capture, denylist=["x-api-token"])
+    assert header_value(e["request"]["headers"], "x-api-token") == redacted("req-secret-1")
+    assert header_value(e["request"]["headers"], "x-other") == "fine"
+    assert header_value(e["response"]["headers"], "x-api-token") == redacted("resp-secret-2")
+
+
+def test_secret_headers_by_default_and_send_cookies_opt_in() -> None:
+    capture = make_capture(
+        request_headers=[
+            ("cookie", "session=abc123; theme=dark"),
+            ("Proxy-Authorization", "Basic cHJveHk6cGFzcw=="),
+            ("AUTHORIZATION", "Bearer tok-9f8e7d6c"),
+        ],
+        response_headers=[("Set-Cookie", "session=new456; Path=/; HttpOnly")],
+    )
+    e = build(capture)
+    headers = e["request"]["headers"]
+    assert header_value(headers, "cookie") == redacted("session=abc123; theme=dark")
+    assert header_value(headers, "proxy-authorization") == redacted("Basic cHJveHk6cGFzcw==")
+    assert header_value(headers, "authorization") == mask("Bearer tok-9f8e7d6c")
+    assert header_value(headers, "authorization").endswith("?7d6c")
+    assert header_value(e["response"]["headers"], "set-cookie") == redacted("session=new456; Path=/; HttpOnly")
+
+    # Opted in: sent, with each cookie still judged by the lists.
+    e = build(capture, send_cookies=True, denylist=["SESSION"])
+    assert header_value(e["request"]["headers"], "cookie") == "session=[REDACTED 6]; theme=dark"
+    assert header_value(e["response"]["headers"], "set-cookie") == "session=[REDACTED 6]; Path=/; HttpOnly"
+    assert header_value(e["request"]["headers"], "proxy-authorization") == "Basic cHJveHk6cGFzcw=="
+    # The Authorization header is masked even with cookies on; a denylist entry redacts it.
+    assert header_value(e["request"]["headers"], "authorization") == mask("Bearer tok-9f8e7d6c")
+    e = build(capture, denylist=["authorization"])
+    assert header_value(e["request"]["headers"], "authorization") == redacted("Bearer tok-9f8e7d6c")
+
+
+def test_query_redacted_in_query_string_url_and_pageref() -> None:
+    capture = make_capture(method="GET", query="page=2&Api_Key=qs-secret-77;TOKEN=qs-secret-88&empty=")
+    e = build(capture, denylist=["api_key", "token"])
+    params = {q["name"]: q["value"] for q in e["request"]["queryString"]}
+    assert params == {"page": "2", "Api_Key": redacted("qs-secret-77"), "TOKEN": redacted("qs-secret-88"), "empty": ""}
+    for url in (e["request"]["url"], e["pageref"]):
+        assert "qs-secret" not in url
+        assert url.startswith("http://api.example.test/things?page=2&Api_Key=")
+    # Without lists the URL is the one requested.
+    e = build(capture)
+    assert e["request"]["url"].endswith("?page=2&Api_Key=qs-secret-77;TOKEN=qs-secret-88&empty=")
+
+
+def test_allowlist_on_query_and_headers() -> None:
+    capture = make_capture(method="GET", query="a=1&b=2", request_headers=[("X-A", "1"), ("X-B", "2")])
+    e = build(capture, allowlist=["A", "x-a"])
+    assert e["request"]["queryString"] == [{"name": "a", "value": "1"}]
+    assert e["request"]["url"].endswith("/things?a=1")
+    assert e["request"]["headers"] == [{"name": "X-A", "value": "1"}]
+
+
+def test_url_valued_headers_and_redirect_url_are_redacted() -> None:
+    capture = make_capture(
+        request_headers=[("Referer", "https://app.test/cb?code=ref-secret-1&state=s")],
+        response_headers=[("Location", "https://app.test/done?access_token=loc-secret-2&x=1#frag")],
+        status=302,
+    )
+    e = build(capture, denylist=["code", "access_token"])
+    assert "ref-secret-1" not in json.dumps(e)
+    assert "loc-secret-2" not in json.dumps(e)
+    assert e["response"]["redirectURL"] == "https://app.test/done?access_token=%5BREDACTED%2012%5D&x=1#frag"
+
+
+def test_non_ascii_keys_match_case_insensitively() -> None:
+    body = json.dumps({"STRASSE": "geheim-1", "Éclair": "geheim-2", "ok": "yes"}).encode()
+    capture = make_capture(request_headers=[("Content-Type", "application/json")], request_body=body)
+    text = build(capture, denylist=["straße", "éCLAIR"])["request"]["postData"]["text"]
+    assert json.loads(text) == {"STRASSE": "[REDACTED 8]", "Éclair": "[REDACTED 8]", "ok": "yes"}
+
+
+# ======================================================================================
+# The API key
+# ======================================================================================
+
+
+def test_api_key_never_appears(standin: MetricsStandIn, session: requests.Session) -> None:
+    key = API_KEY
+    capture = make_capture(
+        query=f"k={key}",
+        request_headers=[("X-Readme-Key", key), ("Authorization", f"Basic {key}"), ("Content-Type", "text/plain")],
+        request_body=f"the key is {key}.".encode(),
+        response_headers=[("Content-Type", "application/octet-stream")],
+        response_body=b"\x00\xff" + key.encode() + b"\x00",
+        group={"api_key": key, "label": f"label {key}", "email": f"{key}@example.test"},
+    )
+    arrived = deliver(standin, session, capture, config())
+    assert key not in arrived
+    log = json.loads(arrived)
+    content = entry(log)["response"]["content"]
+    assert content["encoding"] == "base64"
+    assert key.encode() not in base64.b64decode(content["text"])
+    assert log["group"]["id"] == mask(key)  # the grouping function's key is sent masked
+    assert entry(log)["request"]["postData"]["text"] == f"the key is {REDACTED}."
+
+
+# ======================================================================================
+# JSON bodies
+# ======================================================================================
+
+
+def _json_capture(doc: Any, content_type: str = "application/json", *, response: bool = False) -> Capture:
+    body = json.dumps(doc).encode()
+    if response:
+        return make_capture(response_headers=[("Content-Type", content_type)], response_body=body)
+    return make_capture(request_headers=[("Content-Type", content_type)], request_body=body)
+
+
+def test_json_every_depth_every_type_requests_and_responses() -> None:
+    doc = {
+        "user": {"name": "ann", "Password": "pw-1", "cards": [{"number": 4111, "cvv": "123"}, {"NUMBER": [1, 2]}]},
+        "items": [[{"password": {"nested": True}}]],
+        "number": None,
+        "flag": True,
+    }
+    expected = {
+        "user": {
+            "name": "ann",
+            "Password": "[REDACTED 4]",
+            "cards": [{"number": "[REDACTED]", "cvv": "123"}, {"NUMBER": "[REDACTED]"}],
+        },
+        "items": [[{"password": "[REDACTED]"}]],
+        "number": "[REDACTED]",
+        "flag": True,
+    }
+    for content_type in ("application/json", "application/vnd.api+json; charset=utf-8", "text/json"):
+        e = build(_json_capture(doc, content_type), denylist=["password", "Number"])
+        assert json.loads(e["request"]["postData"]["text"]) == expected
+        e = build(_json_capture(doc, content_type, response=True), denylist=["password", "Number"])
+        assert json.loads(e["response"]["content"]["text"]) == expected
+
+
+def test_allowlist_every_depth_and_denylist_wins() -> None:
+    doc = {"user": {"name": "ann", "email": "a@x", "pw": "p"}, "list": [{"name": "b", "x": 1}], "other": 1}
+    e = build(_json_capture(doc), allowlist=["USER", "name", "list", "pw"], denylist=["pw"])
+    assert json.loads(e["request"]["postData"]["text"]) == {
+        "user": {"name": "ann", "pw": "[REDACTED 1]"},
+        "list": [{"name": "b"}],
+    }
+
+
+def test_json_without_lists_is_sent_as_written() -> None:
+    body = b'{ "a" : 1,\n "password": "x" }'
+    capture = make_capture(request_headers=[("Content-Type", "application/json")], request_body=body)
+    assert build(capture)["request"]["postData"]["text"] == body.decode()
+    # With a denylist that cannot match, the text is validated but kept as written.
+    assert build(capture, denylist=["token"])["request"]["postData"]["text"] == body.decode()
+
+
+def test_text_that_is_json_is_redacted_too() -> None:
+    capture = make_capture(
+        request_headers=[("Content-Type", "text/plain")], request_body=b'[{"token": "undeclared-1"}]'
+    )
+    assert build(capture, denylist=["token"])["request"]["postData"]["text"] == '[{"token":"[REDACTED 12]"}]'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "limit", "marker"),
+    [
+        (b'{"password": "s3cr3t-value", ', "application/json", 1 << 20, UNPARSABLE),
+        (b'{"password": "s3cr3t-value"}' + b" " * 100, "application/json", 20, TRUNCATED),
+        (b'{"password": "s3cr3t-value\xff"}', "application/json", 1 << 20, UNPARSABLE),
+        # An unknown charset: the bytes are still read as JSON (UTF-8/16/32), so redacted.
+        (b'{"password": "s3cr3t-value"}', "application/json; charset=nonexistent", 1 << 20, None),
+        (b"[" * 100_000 + b"]" * 100_000, "application/problem+json", 1 << 20, UNPARSABLE),
+        (b"password=s3cr3t-value\xff", "application/x-www-form-urlencoded", 1 << 20, UNPARSABLE),
+    ],
+)
+def test_fail_closed(body: bytes, content_type: str, limit: int, marker: str | None) -> None:
+    for side in ("request", "response"):
+        headers = [("Content-Type", content_type)]
+        if side == "request":
+            capture = make_capture(request_headers=headers, request_body=body, limit=limit)
+            field = build(capture, denylist=["password"])["request"]["postData"]
+        else:
+            capture = make_capture(response_headers=headers, response_body=body, limit=limit)
+            field = build(capture, denylist=["password"])["response"]["content"]
+        assert field["text"] == marker or marker is None
+        assert "encoding" not in field
+        assert "s3cr3t" not in json.dumps(field)
+
+
+def test_unparsable_without_lists_is_sent_as_is() -> None:
+    capture = make_capture(request_headers=[("Content-Type", "application/json")], request_body=b'{"a": ')
+    assert build(capture)["request"]["postData"]["text"] == '{"a": '
+
+
+# ======================================================================================
+# Forms and multipart
+# ======================================================================================
+
+
+def test_urlencoded_form_request_and_response() -> None:
+    body = b"user=ann&PASSWORD=form-secret-1&empty="
+    capture = make_capture(
+        request_headers=[("Content-Type", "application/x-www-form-urlencoded")],
+        request_body=body,
+        response_headers=[("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+        response_body=body,
+    )
+    e = build(capture, denylist=["password"])
+    assert e["request"]["postData"]["params"] == [
+        {"name": "user", "value": "ann"},
+        {"name": "PASSWORD", "value": "[REDACTED 13]"},
+        {"name": "empty", "value": ""},
+    ]
+    assert "text" not in e["request"]["postData"]
+    assert e["response"]["content"]["text"] == "user=ann&PASSWORD=%5BREDACTED%2013%5D&empty="
+
+
+def test_truncated_form_is_parsed_pair_by_pair() -> None:
+    body = b"a=1&password=form-secret-long&b=" + b"x" * 100
+    capture = make_capture(
+        request_headers=[("Content-Type", "application/x-www-form-urlencoded")], request_body=body, limit=40
+    )
+    post = build(capture, denylist=["password"])["request"]["postData"]
+    assert post["_truncated"] is True
+    assert post["params"] == [{"name": "a", "value": "1"}, {"name": "password", "value": "[REDACTED 16]"}]
+
+
+def _multipart(boundary: str, *parts: tuple[str, str | None, str | None, bytes]) -> bytes:
+    out = b""
+    for name, filename, content_type, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+        if content_type:
+            out += f"Content-Type: {content_type}\r\n".encode()
+        out += b"\r\n" + content + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def test_multipart_fields_and_files() -> None:
+    body = _multipart(
+        "XyZ",
+        ("note", None, None, b"hello"),
+        ("Secret", None, None, b"mp-secret-1"),
+        ("upload", "photo.png", "image/png", b"\x89PNG file content"),
+        ("doc", "notes.txt", "text/plain", b"file-secret-text"),
+    )
+    capture = make_capture(request_headers=[("Content-Type", "multipart/form-data; boundary=XyZ")], request_body=body)
+    for options in ({}, {"denylist": ["secret"]}):
+        post = build(capture, **options)["request"]["postData"]
+        assert "text" not in post
+        params = post["params"]
+        assert params[0] == {"name": "note", "value": "hello"}
+        assert params[2] == {
+            "name": "upload",
+            "value": "",
+            "_size": 17,
+            "fileName": "photo.png",
+            "contentType": "image/png",
+        }
+        assert params[3] == {
+            "name": "doc",
+            "value": "",
+            "_size": 16,
+            "fileName": "notes.txt",
+            "contentType": "text/plain",
+        }
+        assert "file-secret-text" not in json.dumps(post)
+    assert params[1] == {"name": "Secret", "value": "[REDACTED 11]"}
+    post = build(capture, allowlist=["note", "doc"])["request"]["postData"]
+    assert [p["name"] for p in post["params"]] == ["note", "doc"]
+
+
+def test_multipart_delimiter_inside_content_cannot_fake_a_part() -> None:
+    fake = b'x--XyZ\r\nContent-Disposition: form-data; name="harmless"\r\n\r\nmp-secret-2'
+    body = _multipart("XyZ", ("password", None, None, fake))
+    capture = make_capture(request_headers=[("Content-Type", "multipart/form-data; boundary=XyZ")], request_body=body)
+    post = build(capture, denylist=["password"])["request"]["postData"]
+    assert [p["name"] for p in post["params"]] == ["password"]
+    assert "mp-secret-2" not in json.dumps(post)
+
+
+def test_multipart_truncated_and_broken() -> None:
+    body = _multipart("XyZ", ("a", None, None, b"1"), ("password", None, None, b"mp-secret-3" * 10))
+    capture = make_capture(
+        request_headers=[("Content-Type", "multipart/form-data; boundary=XyZ")], request_body=body, limit=len(body) - 60
+    )
+    post = build(capture, denylist=["password"])["request"]["postData"]
+    assert post["_truncated"] is True
+    assert post["params"][0] == {"name": "a", "value": "1"}
+    assert post["params"][1]["value"].startswith("[REDACTED ")
+    # No boundary, or not multipart at all: an opaque marker, never the raw text.
+    for content_type in ("multipart/form-data", "multipart/form-data; boundary=Other"):
+        capture = make_capture(request_headers=[("Content-Type", content_type)], request_body=body)
+        assert build(capture)["request"]["postData"]["text"] == MULTIPART
+    capture = make_capture(response_headers=[("Content-Type", "multipart/mixed; boundary=XyZ")], response_body=body)
+    assert build(capture)["response"]["content"]["text"] == MULTIPART
+
+
+# ======================================================================================
+# Compressed bodies
+# ======================================================================================
+
+
+def test_gzip_and_deflate_bodies_are_decoded_and_redacted() -> None:
+    doc = json.dumps({"token": "gz-secret-1", "ok": 1}).encode()
+    raw_deflate = zlib.compressobj(wbits=-15)
+    raw = raw_deflate.compress(doc) + raw_deflate.flush()
+    for coding, data in (
+        ("gzip", gzip.compress(doc)),
+        ("x-gzip", gzip.compress(doc)),
+        ("deflate", zlib.compress(doc)),
+        ("Deflate", raw),
+        ("deflate, gzip", gzip.compress(zlib.compress(doc))),
+    ):
+        capture = make_capture(
+            response_headers=[("Content-Type", "application/json"), ("Content-Encoding", coding)], response_body=data
+        )
+        content = build(capture, denylist=["token"])["response"]["content"]
+        assert json.loads(content["text"]) == {"token": "[REDACTED 11]", "ok": 1}, coding
+        assert content["_decodedSize"] == len(doc)
+
+
+def test_unknown_or_broken_encodings_are_opaque() -> None:
+    for coding, data in (("br", b"\x1b\x00\x00brotli"), ("zstd", b"(\xb5/\xfd"), ("gzip", b"not gzip at all")):
+        capture = make_capture(
+            request_headers=[("Content-Type", "application/json"), ("Content-Encoding", coding)], request_body=data
+        )
+        post = build(capture)["request"]["postData"]
+        assert post["text"] == ENCODED.format(coding=coding)
+        assert "encoding" not in post
+
+
+def _gzip_bomb() -> tuple[bytes, int]:
+    """``Content-Encoding: gzip, gzip`` data of ~1 KB that would inflate to 1 GiB."""
+    member = gzip.compress(b"\0" * (1 << 20), compresslevel=9)  # 1 MiB -> ~1 KB
+    inner = member * 1024  # 1024 gzip members: 1 GiB once inflated, ~1 MB
+    return gzip.compress(inner, compresslevel=9), 1024 * (1 << 20)
+
+
+def test_decompression_bound_holds_for_a_gzip_bomb() -> None:
+    bomb, would_be = _gzip_bomb()
+    assert len(bomb) < 8 * 1024
+    limit = 64 * 1024
+    data, cut = decompress(bomb, "gzip, gzip", limit)
+    assert cut is True
+    assert len(data) == limit
+    assert would_be > 10_000 * limit
+    capture = make_capture(
+        request_headers=[("Content-Type", "text/plain"), ("Content-Encoding", "gzip, gzip")],
+        request_body=bomb,
+        limit=limit,
+    )
+    post = build(capture, max_body_bytes=limit)["request"]["postData"]
+    assert post["_truncated"] is True
+    assert len(post["text"]) <= limit
+    # One layer of the same bomb, cut by the body copy itself.
+    inner = gzip.decompress(bomb)
+    capture = make_capture(
+        response_headers=[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        response_body=inner,
+        limit=limit,
+    )
+    content = build(capture, max_body_bytes=limit, denylist=["x"])["response"]["content"]
+    assert content["text"] == TRUNCATED
+
+
+# ======================================================================================
+# log_body, the mask hook, the error comment
+# ======================================================================================
+
+
+def test_log_body_false_sends_no_bodies() -> None:
+    capture = make_capture(
+        request_headers=[("Content-Type", "application/json")],
+        request_body=b'{"a": "body-1"}',
+        response_headers=[("Content-Type", "application/json")],
+        response_body=b'{"b": "body-2"}',
+    )
+    e = build(capture, log_body=False)
+    assert "postData" not in e["request"]
+    assert e["response"]["content"]["text"] == ""
+    assert e["request"]["bodySize"] == len(b'{"a": "body-1"}')
+    assert "body-" not in json.dumps(e)
+
+
+@pytest.fixture()
+def mask_api(monkeypatch: pytest.MonkeyPatch, standin: MetricsStandIn) -> MetricsStandIn:
+    monkeypatch.delenv("README_METRICS_SERVER", raising=False)
+    return standin
+
+
+def _run_client(api: MetricsStandIn, capture: Capture, **options: Any) -> Client:
+    client = Client(config(metrics_server=api.url, flush_interval=0.01, **options))
+    client.submit(capture)
+    assert client.flush(10)
+    client.close(5)
+    return client
+
+
+def test_mask_hook_runs_after_redaction(mask_api: MetricsStandIn) -> None:
+    seen: list[str] = []
+
+    def hook(log: dict[str, Any]) -> dict[str, Any]:
+        seen.append(json.dumps(log))
+        entry(log)["request"]["headers"].append({"name": "X-Masked", "value": "by-hook"})
+        return log
+
+    capture = make_capture(request_headers=[("X-Token", "hook-secret-1"), ("X-Id", "mask-run-1")])
+    client = _run_client(mask_api, capture, denylist=["x-token"], mask=hook)
+    assert "hook-secret-1" not in seen[0]
+    logs = mask_api.wait_for(lambda log: header_value(entry(log)["request"]["headers"], "X-Id") == "mask-run-1")
+    assert header_value(entry(logs[0])["request"]["headers"], "X-Masked") == "by-hook"
+    assert client.stats()["sent"] == 1
+
+
+@pytest.mark.parametrize("outcome", ["raise", "not-a-dict"])
+def test_mask_hook_failure_drops_and_counts(mask_api: MetricsStandIn, outcome: str) -> None:
+    def hook(log: dict[str, Any]) -> Any:
+        if outcome == "raise":
+            raise RuntimeError("mask failed")
+        return "oops"
+
+    marker = f"mask-fail-{outcome}"
+    capture = make_capture(request_headers=[("X-Id", marker)])
+    client = _run_client(mask_api, capture, mask_event=hook)
+    stats = client.stats()
+    assert stats["dropped"].get("mask_error") == 1
+    assert stats["sent"] == 0
+    assert not mask_api.matching(lambda log: header_value(entry(log)["request"]["headers"], "X-Id") == marker)
+
+
+def test_error_comment_keeps_only_the_type_with_lists() -> None:
+    capture = make_capture()
+    capture.error = "ValueError: bad password hunter2"
+    assert build(capture, denylist=["password"])["comment"] == "the app raised ValueError"
+    assert build(capture)["comment"] == "the app raised ValueError: bad password hunter2"
+
+
+# ======================================================================================
+# Filters (request path)
+# ======================================================================================
+
+
+def test_allowed_http_hosts() -> None:
+    hooks = Hooks(config(allowed_http_hosts=["api.example.com", "*.example.org", "local.test:8080"]))
+
+    def allows(host: str, headers: list[tuple[str, str]] | None = None) -> bool:
+        return hooks.allows("GET", host, "/", headers or [])
+
+    assert allows("api.example.com")
+    assert allows("API.Example.com:443")
+    assert allows("a.example.org") and allows("a.b.example.org:8000")
+    assert not allows("example.org")  # the wildcard is for subdomains
+    assert not allows("evil-example.org") and not allows("api.example.com.evil.test")
+    assert allows("local.test:8080") and not allows("local.test:8081") and not allows("local.test")
+    # X-Forwarded-Host only when the proxy is trusted.
+    assert not allows("internal:8000", [("X-Forwarded-Host", "api.example.com")])
+    trusted = Hooks(config(allowed_http_hosts=["api.example.com"], trust_forwarded_headers=True))
+    assert trusted.allows("GET", "internal:8000", "/", [("x-forwarded-host", "api.example.com, proxy")])
+    assert not trusted.allows("GET", "api.example.com", "/", [("X-Forwarded-Host", "other.test")])
+
+
+def test_options_exclude_paths_and_skip() -> None:
+    hooks = Hooks(config(exclude_paths=["/health", "/static/*"]))
+    assert not hooks.allows("OPTIONS", "h", "/x", [])
+    assert hooks.allows("GET", "h", "/x", [])
+    assert not hooks.allows("GET", "h", "/health", [])
+    assert hooks.allows("GET", "h", "/healthz", [])
+    assert not hooks.allows("GET", "h", "/static/css/app.css", [])
+    assert Hooks(config(log_options_requests=True)).allows("OPTIONS", "h", "/x", [])
+
+    def skip(request: Any) -> bool:
+        if request == "boom":
+            raise RuntimeError("skip failed")
+        return bool(request == "skip-me")
+
+    hooks = Hooks(config(skip=skip))
+    assert hooks.skipped("skip-me")
+    assert not hooks.skipped("keep-me")
+    assert not hooks.skipped("boom")  # a hook that raises does not skip
