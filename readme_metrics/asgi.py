@@ -58,6 +58,7 @@ from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import client_for
+from readme_metrics.doclink import doclink_for
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -87,11 +88,12 @@ def _decode_headers(raw: Any) -> list[tuple[str, str]]:
 class _Exchange:
     """One request's state and its ``receive``/``send`` wrappers (never on the middleware)."""
 
-    __slots__ = ("_receive", "_send", "capture", "client", "disconnected", "done", "head", "trailers")
+    __slots__ = ("_receive", "_send", "capture", "client", "disconnected", "doclink", "done", "head", "trailers")
 
     def __init__(self, middleware: AsgiMetricsMiddleware, capture: Capture, receive: Receive, send: Send) -> None:
         self.capture = capture
         self.client = middleware.client
+        self.doclink = middleware.doclink
         self._receive = receive
         self._send = send
         self.done = False
@@ -122,13 +124,15 @@ class _Exchange:
             if not isinstance(headers, (list, tuple)):  # a one-shot iterable: keep it readable
                 headers = list(headers)
                 message["headers"] = headers
+            linked = self.doclink.add_to_raw(self.capture, headers)  # the one change to a response
+            if len(linked) != len(headers):
+                message = {**message, "headers": linked}
+                headers = linked
             try:
                 self.capture.response_started(int(message["status"]), _decode_headers(headers))
             except Exception as exc:  # a malformed message is the server's to refuse, not ours
                 warn_limited("asgi_start", "readme_metrics: unreadable http.response.start (%s)", exc)
             self.trailers = bool(message.get("trailers", False))
-            # -- Response headers pass through here, unchanged. This is the one spot where a
-            # -- header (x-documentation-url, issue 7) would be added to `headers`.
             last = False
         elif kind == "http.response.trailers":
             last = not message.get("more_trailers", False)
@@ -171,6 +175,7 @@ class AsgiMetricsMiddleware:
         self.app = app
         self.config = config
         self.client = client_for(config)
+        self.doclink = doclink_for(config)
         self.hooks = Hooks(config)
         self._max_body = 0 if not config.log_body else config.max_body_bytes
 

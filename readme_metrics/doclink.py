@@ -55,6 +55,10 @@ README_API = "https://dash.readme.com/api"
 RETRY_AFTER = 600.0
 
 
+def _lower_bytes(name: Any) -> bytes:
+    return (name.encode("latin-1") if isinstance(name, str) else bytes(name)).lower()
+
+
 def project_api_url(config: MetricsApiConfig) -> str:
     """The URL that answers ``{"baseUrl": ...}`` for this configuration."""
     api = README_API if config.metrics_server == DEFAULT_METRICS_SERVER else config.metrics_server
@@ -103,18 +107,27 @@ class DocLink:
         return f"{base}/logs/{capture.log_id}"
 
     def add_to(self, capture: Capture, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """WSGI-style headers with the link appended (a new list), unless the app set one."""
-        link = self.header(capture)
-        if link is None or any(name.lower() == HEADER for name, _ in headers):
-            return headers
-        return [*headers, (HEADER, link)]
+        """WSGI-style headers with the link appended (a new list), unless the app set one.
 
-    def add_to_raw(self, capture: Capture, headers: Iterable[Sequence[bytes]]) -> list[Sequence[bytes]]:
+        Never raises: headers it cannot read are passed on as they are.
+        """
+        try:
+            link = self.header(capture)
+            if link is None or any(str(name).lower() == HEADER for name, _ in headers):
+                return headers
+            return [*headers, (HEADER, link)]
+        except Exception:
+            return headers
+
+    def add_to_raw(self, capture: Capture, headers: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
         """ASGI-style ``[(name, value)]`` byte headers with the link appended (a new list)."""
         items = list(headers)
-        link = self.header(capture)
-        if link is not None and not any(bytes(item[0]).lower() == _RAW_HEADER for item in items):
-            items.append((_RAW_HEADER, link.encode("latin-1")))
+        try:
+            link = self.header(capture)
+            if link is not None and not any(_lower_bytes(item[0]) == _RAW_HEADER for item in items):
+                items.append((_RAW_HEADER, link.encode("latin-1")))
+        except Exception:
+            pass
         return items
 
     def _start_fetch(self) -> None:
