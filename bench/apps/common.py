@@ -1,0 +1,80 @@
+"""What the benchmark apps share: which SDK wraps them, and its settings.
+
+``BENCH_SDK`` picks the variant: ``none`` (the bare app), ``ours`` (this repository's
+``readme_metrics``), ``readme340`` (the existing ``readme-metrics`` 3.4.0, from its own
+virtual environment) or ``moesif`` (``moesifwsgi`` / ``moesifasgi``). ``BENCH_SINK`` is the
+local metrics endpoint every SDK delivers to (``bench/sink.py``). Each SDK sends with its
+own key, so the sink can tell who delivered what.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+SDK = os.environ.get("BENCH_SDK", "none")
+SINK = os.environ.get("BENCH_SINK", "http://127.0.0.1:9")
+KEYS = {"ours": "bench-ours", "readme340": "bench-readme340", "moesif": "bench-moesif"}
+DOCS = "https://docs.example.test"
+#: Bytes of GET /big (a streamed response for the peak-RSS measure), in 64 KiB chunks.
+BIG_BYTES = int(os.environ.get("BENCH_BIG_BYTES", str(100 * 1024 * 1024)))
+CHUNK = b"x" * 65536
+#: GET /stream: five chunks, 200 ms apart (time to first byte).
+STREAM_CHUNKS = 5
+STREAM_PAUSE = 0.2
+
+
+def group(request: Any) -> dict[str, str]:
+    """The grouping function (same for every SDK): who called, from a header."""
+    return {
+        "api_key": request.headers.get("X-Api-Key") or "caller-key-0001",
+        "label": "Bench Caller",
+        "email": "caller@example.test",
+    }
+
+
+def big_chunks() -> Iterator[bytes]:
+    full, rest = divmod(BIG_BYTES, len(CHUNK))
+    for _ in range(full):
+        yield CHUNK
+    if rest:
+        yield CHUNK[:rest]
+
+
+def our_config() -> Any:
+    """This repository's SDK with its defaults, delivering to the sink."""
+    from readme_metrics import MetricsApiConfig
+
+    extra: dict[str, Any] = {}
+    for name, env, kind in (
+        ("buffer_length", "BENCH_BUFFER_LENGTH", int),
+        ("flush_interval", "BENCH_FLUSH_INTERVAL", float),
+        ("max_batch_events", "BENCH_MAX_BATCH", int),
+        ("max_body_bytes", "BENCH_MAX_BODY", int),
+    ):
+        if os.environ.get(env):
+            extra[name] = kind(os.environ[env])
+    return MetricsApiConfig(KEYS["ours"], group, base_log_url=DOCS, metrics_server=SINK, **extra)
+
+
+def readme340_config() -> Any:
+    """The existing readme-metrics 3.4.0 (it reads README_METRICS_SERVER itself)."""
+    from readme_metrics import MetricsApiConfig
+
+    return MetricsApiConfig(KEYS["readme340"], group, base_log_url=DOCS)
+
+
+def moesif_settings() -> dict[str, Any]:
+    return {"APPLICATION_ID": KEYS["moesif"], "BASE_URI": SINK, "LOG_BODY": True}
+
+
+def announce() -> None:
+    """Say on stderr which SDK this process runs (the benchmark logs it)."""
+    where = ""
+    if SDK in ("ours", "readme340"):
+        import readme_metrics
+
+        where = f" from {os.path.dirname(readme_metrics.__file__)}"
+    print(f"bench app: sdk={SDK}{where}", file=sys.stderr, flush=True)

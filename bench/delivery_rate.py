@@ -1,0 +1,146 @@
+"""The delivery worker's rate: events per second one process builds, encodes and posts.
+
+    .venv/bin/python bench/delivery_rate.py --url http://127.0.0.1:PORT [--events 20000]
+
+Makes ``--events`` realistic captures (a POST with a dozen request headers, a query, 1 KiB
+JSON bodies each way), submits them all to a :class:`readme_metrics.delivery.Client`
+pointed at the metrics endpoint at ``--url`` (``bench/sink.py``), and times submit to the
+return of ``flush()``. The client has the default settings except a queue large enough
+for every event (nothing is dropped). Also timed apart, on a sample: building one log
+(HAR, redaction) and encoding (JSON), per event. ``--json`` prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from readme_metrics import MetricsApiConfig
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.delivery import Client, encode_batch
+
+BODY = json.dumps(
+    {
+        "user": {"id": 12345, "name": "Ada Lovelace", "email": "ada@example.test"},
+        "items": [{"sku": f"SKU-{i:05d}", "qty": i % 7 + 1, "note": "benchmark payload"} for i in range(16)],
+    },
+    separators=(",", ":"),
+).encode()
+BODY = BODY + b" " * max(0, 1024 - len(BODY))
+
+REQUEST_HEADERS = [
+    ("Host", "api.example.test"),
+    ("User-Agent", "python-requests/2.31.0"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Accept", "application/json"),
+    ("Connection", "keep-alive"),
+    ("X-Api-Key", "caller-key-0001"),
+    ("X-Request-Id", "7f1c2a0e-3b7d-4c55-9a2e-6f0b1d2c3e4f"),
+    ("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz0123456789"),
+    ("X-Forwarded-For", "203.0.113.7"),
+    ("Cookie", "session=abc123; theme=dark"),
+    ("Content-Type", "application/json"),
+    ("Content-Length", str(len(BODY))),
+]
+RESPONSE_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("Content-Length", str(len(BODY))),
+    ("Cache-Control", "no-store"),
+    ("x-documentation-url", "https://docs.example.test/logs/7f1c2a0e-3b7d-4c55-9a2e-6f0b1d2c3e4f"),
+]
+
+
+def group(_: Any) -> dict[str, str]:
+    return {"api_key": "caller-key-0001", "label": "Bench Caller", "email": "caller@example.test"}
+
+
+def make_captures(n: int, max_body: int) -> list[Capture]:
+    request_body = BodyCopy(max_body)
+    request_body.add(BODY)
+    response_body = BodyCopy(max_body)
+    response_body.add(BODY)
+    captures = []
+    for i in range(n):
+        capture = Capture(
+            method="POST",
+            scheme="https",
+            host="api.example.test",
+            path=f"/v1/orders/{i}",
+            query="page=2&sort=desc",
+            http_version="HTTP/1.1",
+            client_address="203.0.113.7",
+            request_headers=REQUEST_HEADERS,
+            request_body=request_body,
+            response_body=response_body,
+            group=group(None),
+        )
+        capture.response_started(201, RESPONSE_HEADERS, "Created")
+        capture.finish(completed=True)
+        captures.append(capture)
+    return captures
+
+
+def measure(url: str, events: int, **options: Any) -> dict[str, Any]:
+    config = MetricsApiConfig(
+        "bench-delivery",
+        group,
+        metrics_server=url,
+        max_queue_events=events + 1,
+        max_queue_bytes=2**34,
+        **options,
+    )
+    client = Client(config)
+    captures = make_captures(events, config.max_body_bytes)
+
+    sample = captures[: min(2000, events)]
+    started = time.perf_counter()
+    logs = [client.build(c) for c in sample]
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(0, len(logs), config.max_batch_events):
+        encode_batch(logs[i : i + config.max_batch_events])  # type: ignore[arg-type]
+    encode_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for capture in captures:
+        client.submit(capture)
+    submitted = time.perf_counter()
+    flushed = client.flush(timeout=300)
+    seconds = time.perf_counter() - started
+    stats = client.stats()
+    client.close(timeout=5)
+    return {
+        "events": events,
+        "sent": stats["sent"],
+        "dropped": dict(stats["dropped"]),
+        "flushed": flushed,
+        "posts": stats["batches_sent"],
+        "seconds": seconds,
+        "submit_us": (submitted - started) / events * 1e6,
+        "events_per_s": stats["sent"] / seconds,
+        "build_us": build_s / len(sample) * 1e6,
+        "encode_us": encode_s / len(sample) * 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True, help="the local metrics endpoint (bench/sink.py)")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    results = {
+        "default": measure(args.url, args.events),
+        "compress": measure(args.url, args.events, compress=True),
+    }
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for name, row in results.items():
+            print(name, json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

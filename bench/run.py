@@ -1,0 +1,767 @@
+"""The benchmark: what the SDK costs the app it wraps. One command runs everything.
+
+    python3 dev.py bench                   # full run (about 10 minutes)
+    python3 dev.py bench --quick           # a shorter, noisier run (about 3 minutes)
+    .venv/bin/python bench/run.py --help   # every option
+
+What it measures (docs/benchmarks.md has the results and the method):
+
+Throughput and latency
+    The same small app, bare and wrapped, served on 127.0.0.1 (Flask under gunicorn,
+    ``-k gthread --threads 8 -w 1``; FastAPI under uvicorn, one worker) and driven by
+    ``wrk`` (``GET /ping``, a tiny JSON answer; ``POST /echo``, a 1 KiB JSON body echoed
+    back, ``bench/echo.lua``). Bare and wrapped runs are interleaved, several rounds, the
+    order rotated each round; each wrapped run is divided by the bare run of its round, and
+    the median of those ratios is printed with the p99 latency of each (``wrk --latency``),
+    so that machine noise cancels. Every SDK delivers to a real local metrics endpoint
+    (``bench/sink.py``, its own process), and the sink's count of events is checked against
+    the requests served.
+Peers, side by side
+    The existing ``readme-metrics`` 3.4.0 and Moesif's ``moesifwsgi`` / ``moesifasgi``, each
+    in its own virtual environment under ``bench/.venvs/`` (created here on first use, with
+    the same framework and server versions as ``.venv``). A peer that cannot be installed is
+    reported and skipped.
+Time to first byte
+    Of a streamed response (5 chunks, 200 ms apart), bare and wrapped: the time from
+    sending the request to receiving the first body byte, raw socket, median of 5 tries.
+Peak RSS
+    Of the server process while a 100 MB response streams through the middleware, over
+    its idle RSS, compared with ``2 × max_body_bytes``.
+Delivery rate
+    Events per second one process builds, encodes and posts to the local endpoint
+    (``bench/delivery_rate.py``).
+
+``--sdk-path DIR`` runs "ours" from another copy of the package (``DIR/readme_metrics``),
+to measure a change before making it. ``--profile`` records py-spy profiles of the
+wrapped servers under load instead (tools in ``bench/.venvs/tools``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+APPS = BENCH / "apps"
+VENVS = BENCH / ".venvs"
+RESULTS = BENCH / "results"
+OURS_PY = Path(sys.executable)
+
+sys.path.insert(0, str(BENCH))
+from sink import stats as sink_stats  # noqa: E402
+
+FRAMEWORKS = ("flask", "fastapi")
+ENDPOINTS = ("ping", "echo")
+VARIANTS = ("bare", "ours", "readme340", "moesif")
+PEERS: dict[str, dict[str, Any]] = {
+    "readme340": {
+        "label": "readme-metrics 3.4.0",
+        "packages": ["readme-metrics==3.4.0"],
+        "check": "import readme_metrics.flask_readme, readme_metrics.fastapi",
+        "dists": ["readme-metrics"],
+    },
+    "moesif": {
+        "label": "moesifwsgi / moesifasgi",
+        "packages": ["moesifwsgi", "moesifasgi"],
+        "check": "import moesifwsgi, moesifasgi",
+        "dists": ["moesifwsgi", "moesifasgi"],
+    },
+}
+#: Installed in each peer's environment at the versions .venv has, so only the SDK differs.
+SHARED_DISTS = ("flask", "werkzeug", "fastapi", "starlette", "gunicorn", "uvicorn", "requests", "pydantic")
+TARGETS = {"ratio": 0.90, "added_p99_ms": 1.0, "ttfb_ms": 10.0, "delivery_eps": 10_000}
+SDK_LABELS = {"bare": "bare", "ours": "readme_metrics (this repo)", **{k: v["label"] for k, v in PEERS.items()}}
+SDK_KEYS = {"ours": "bench-ours", "readme340": "bench-readme340", "moesif": "bench-moesif"}
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def say(*parts: Any) -> None:
+    print(*parts, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- environments ---------------------------------------------------------------------------
+
+
+def venv_python(variant: str) -> Path:
+    return OURS_PY if variant in ("bare", "ours") else VENVS / variant / "bin" / "python"
+
+
+def dist_versions(python: Path, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for n in sys.argv[1:]:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
+    result = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else {}
+
+
+def ensure_venv(name: str, packages: list[str], check: str) -> tuple[bool, str]:
+    """Create bench/.venvs/NAME with PACKAGES (once); (usable, why not)."""
+    where = VENVS / name
+    python = where / "bin" / "python"
+    stamp = where / ".bench-installed"
+    wanted = "\n".join(packages)
+    if not (python.exists() and stamp.exists() and stamp.read_text() == wanted):
+        say(f"  setting up {where.relative_to(ROOT)}: pip install {' '.join(packages)}")
+        try:
+            if not python.exists():
+                subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+                subprocess.run([str(python), "-m", "ensurepip", "--upgrade", "-q"], check=True, capture_output=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:] if isinstance(exc.stderr, str) else []
+            return False, "pip failed: " + " | ".join(tail)
+        stamp.write_text(wanted)
+    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return False, (result.stderr.strip().splitlines() or ["import failed"])[-1]
+    return True, ""
+
+
+def ensure_peers(wanted: list[str]) -> dict[str, str]:
+    """Peer environments; returns {peer: reason} for those that cannot run."""
+    shared = dist_versions(OURS_PY, SHARED_DISTS)
+    pins = [f"{name}=={version}" for name, version in sorted(shared.items())]
+    missing: dict[str, str] = {}
+    for peer in wanted:
+        spec = PEERS[peer]
+        ok, why = ensure_venv(peer, [*spec["packages"], *pins], spec["check"])
+        if not ok:
+            missing[peer] = why
+    return missing
+
+
+# -- servers --------------------------------------------------------------------------------
+
+
+class Server:
+    """One app server subprocess on 127.0.0.1 (in bench/apps, so only its venv's SDK is importable)."""
+
+    def __init__(self, framework: str, variant: str, sink: str, sdk_path: str | None) -> None:
+        self.framework = framework
+        self.variant = variant
+        self.port = free_port()
+        bindir = venv_python(variant).parent
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(
+            BENCH_SDK="none" if variant == "bare" else variant,
+            BENCH_SINK=sink,
+            README_METRICS_SERVER=sink,
+            PYTHONPATH=(sdk_path + os.pathsep if sdk_path and variant == "ours" else "") + str(APPS),
+        )
+        if framework == "flask":
+            argv = [str(bindir / "gunicorn"), "-k", "gthread", "--threads", "8", "-w", "1"]
+            argv += ["-b", f"127.0.0.1:{self.port}", "--no-control-socket", "--graceful-timeout", "10"]
+            argv += ["--log-level", "warning", "flask_app:app"]
+        else:
+            argv = [str(bindir / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port)]
+            argv += ["--no-access-log", "--log-level", "warning", "fastapi_app:app"]
+        self.log_path = RESULTS / f"server-{framework}-{variant}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv, cwd=APPS, env=env, stdout=self._log, stderr=self._log, start_new_session=True
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited early: {self.log_tail()}")
+            try:
+                status, _ = http_get(self.port, "/ping")
+                if status == 200:
+                    return
+                raise RuntimeError(f"GET /ping answered {status}: {self.log_tail()}")
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"not ready in {timeout:.0f}s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 3) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+    @property
+    def app_pid(self) -> int:
+        """The process that runs the app: gunicorn's (only) worker, or uvicorn itself."""
+        if self.framework == "fastapi":
+            return self.proc.pid
+        for _ in range(100):
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+            time.sleep(0.05)
+        raise RuntimeError("gunicorn has no worker")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """A tiny GET on a fresh connection: (status, head+body bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    return status, data
+
+
+@contextlib.contextmanager
+def sink_process() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "sink.py"), str(port)], start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                sink_stats(url)
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkRun:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unreadable latency {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def wrk(port: int, endpoint: str, duration: float, connections: int) -> WrkRun:
+    seconds = max(1, round(duration))  # wrk takes whole seconds
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if endpoint == "echo":
+        argv += ["-s", str(BENCH / "echo.lua")]
+    argv.append(f"http://127.0.0.1:{port}/{endpoint}")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m[1])
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(x) for x in m.groups())
+    return WrkRun(rps, p50, p99, requests, errors)
+
+
+# -- throughput -----------------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    framework: str
+    endpoint: str
+    runs: dict[str, list[WrkRun]] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    served: dict[str, int] = field(default_factory=dict)
+
+    def ratios(self, variant: str) -> list[float]:
+        return [w.rps / b.rps for w, b in zip(self.runs[variant], self.runs["bare"], strict=True)]
+
+    def added_p99(self, variant: str) -> list[float]:
+        return [w.p99_ms - b.p99_ms for w, b in zip(self.runs[variant], self.runs["bare"], strict=True)]
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for variant, runs in self.runs.items():
+            row: dict[str, Any] = {
+                "rps": statistics.median(r.rps for r in runs),
+                "p50_ms": statistics.median(r.p50_ms for r in runs),
+                "p99_ms": statistics.median(r.p99_ms for r in runs),
+                "errors": sum(r.errors for r in runs),
+            }
+            if variant != "bare":
+                ratios = self.ratios(variant)
+                row.update(
+                    ratio=statistics.median(ratios),
+                    ratio_min=min(ratios),
+                    ratio_max=max(ratios),
+                    added_p99_ms=statistics.median(self.added_p99(variant)),
+                    served=self.served.get(variant, 0),
+                    delivered=self.delivered.get(variant, 0),
+                )
+            out[variant] = row
+        return out
+
+
+def throughput(framework: str, variants: list[str], args: argparse.Namespace, sink: str) -> list[CaseResult]:
+    servers: dict[str, Server] = {}
+    for variant in variants:
+        try:
+            servers[variant] = Server(framework, variant, sink, args.sdk_path)
+        except (RuntimeError, OSError) as exc:
+            say(f"  {framework}/{variant}: cannot start the server ({exc}); skipped")
+    results = []
+    try:
+        if "bare" not in servers:
+            say(f"  {framework}: the bare app does not start; no ratios")
+            return []
+        for endpoint in args.endpoints:
+            case = CaseResult(framework, endpoint)
+            before = sink_stats(sink)
+            for variant, server in servers.items():  # warm-up: imports, first connections, caches
+                case.served[variant] = wrk(server.port, endpoint, args.warmup, args.connections).requests
+            order = list(servers)
+            for r in range(args.rounds):
+                rotated = order[r % len(order) :] + order[: r % len(order)]
+                for variant in rotated:
+                    run = wrk(servers[variant].port, endpoint, args.duration, args.connections)
+                    case.runs.setdefault(variant, []).append(run)
+                    case.served[variant] += run.requests
+                bare = case.runs["bare"][-1]
+                line = [f"round {r + 1}: bare {bare.rps:7.0f}/s"]
+                line += [f"{v} {case.runs[v][-1].rps / bare.rps:.2f}" for v in rotated if v != "bare"]
+                say(f"    {framework} /{endpoint} " + ", ".join(line))
+            time.sleep(3.0)  # let every SDK flush (Moesif batches every 2 s)
+            after = sink_stats(sink)
+            for variant in servers:
+                if variant != "bare":
+                    key = SDK_KEYS[variant]
+                    case.delivered[variant] = after.get(key, {}).get("events", 0) - before.get(key, {}).get("events", 0)
+            print_case(case)
+            results.append(case)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return results
+
+
+def print_case(case: CaseResult) -> None:
+    summary = case.summary()
+    bare = summary["bare"]
+    say(f"  {case.framework} /{case.endpoint}: bare {bare['rps']:.0f} req/s, p99 {bare['p99_ms']:.2f} ms")
+    for variant, row in summary.items():
+        if variant == "bare":
+            continue
+        say(
+            f"    {SDK_LABELS[variant]:<28} ratio {row['ratio']:.2f} [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]"
+            f"  {row['rps']:7.0f} req/s  p99 {row['p99_ms']:6.2f} ms ({row['added_p99_ms']:+.2f})"
+            f"  delivered {row['delivered']}/{row['served']}" + (f"  errors {row['errors']}" if row["errors"] else "")
+        )
+
+
+# -- time to first byte and peak RSS ---------------------------------------------------------
+
+
+def first_byte(port: int, path: str = "/stream") -> tuple[float, float]:
+    """(ms to the first body byte, ms to the end) of one GET, on a fresh connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        start = time.perf_counter()
+        sock.sendall(request)
+        data = b""
+        first = None
+        while chunk := sock.recv(65536):
+            data += chunk
+            if first is None:
+                _head, sep, body = data.partition(b"\r\n\r\n")
+                if sep and body:
+                    first = time.perf_counter()
+        end = time.perf_counter()
+    if first is None:
+        raise RuntimeError("no body received")
+    return (first - start) * 1000, (end - start) * 1000
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def stream_big(port: int) -> int:
+    """GET /big and discard it; the bytes received."""
+    total = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        buf = bytearray(1 << 20)
+        while n := sock.recv_into(buf):
+            total += n
+    return total
+
+
+def peak_rss(server: Server, settle: float = 1.5) -> dict[str, float]:
+    """RSS growth (MiB) of the app's process while /big streams through, over idle."""
+    pid = server.app_pid
+    for _ in range(20):
+        http_get(server.port, "/ping")
+    first_byte(server.port)
+    time.sleep(0.3)
+    idle = rss_kib(pid)
+    peak = idle["VmRSS"]
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_kib(pid)["VmRSS"])
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    received = stream_big(server.port)
+    seconds = time.perf_counter() - started
+    time.sleep(settle)  # the worker builds and sends the log after the response
+    stop.set()
+    sampler.join()
+    after = rss_kib(pid)
+    if after["VmHWM"] > idle["VmHWM"]:
+        peak = max(peak, after["VmHWM"])
+    return {
+        "idle_mib": idle["VmRSS"] / 1024,
+        "growth_mib": (peak - idle["VmRSS"]) / 1024,
+        "received_mb": received / 1e6,
+        "seconds": seconds,
+    }
+
+
+def streaming(framework: str, variants: list[str], args: argparse.Namespace, sink: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant in variants:
+        try:
+            server = Server(framework, variant, sink, args.sdk_path)
+        except (RuntimeError, OSError) as exc:
+            say(f"  {framework}/{variant}: cannot start the server ({exc}); skipped")
+            continue
+        try:
+            first_byte(server.port)  # warm-up
+            tries = [first_byte(server.port) for _ in range(args.ttfb_tries)]
+            row: dict[str, Any] = {
+                "ttfb_ms": statistics.median(t[0] for t in tries),
+                "total_ms": statistics.median(t[1] for t in tries),
+            }
+            if not args.no_rss:
+                row.update(peak_rss(server))
+            out[variant] = row
+        except (RuntimeError, OSError) as exc:
+            say(f"  {framework}/{variant}: streaming failed ({exc})")
+        finally:
+            server.stop()
+    bare = out.get("bare", {}).get("ttfb_ms")
+    for variant, row in out.items():
+        added = "" if bare is None or variant == "bare" else f" ({row['ttfb_ms'] - bare:+.1f})"
+        line = f"    {SDK_LABELS[variant]:<28} TTFB {row['ttfb_ms']:6.1f} ms{added}  total {row['total_ms']:6.0f} ms"
+        if "growth_mib" in row:
+            line += (
+                f"  RSS idle {row['idle_mib']:5.1f} MiB, +{row['growth_mib']:6.1f} MiB while streaming"
+                f" {row['received_mb']:.0f} MB ({row['seconds']:.1f} s)"
+            )
+        say(line)
+    return out
+
+
+# -- delivery rate --------------------------------------------------------------------------
+
+
+def delivery_rate(args: argparse.Namespace, sink: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "README_METRICS_SERVER")}
+    if args.sdk_path:
+        env["PYTHONPATH"] = args.sdk_path
+    argv = [str(OURS_PY), str(BENCH / "delivery_rate.py"), "--url", sink, "--events", str(args.events), "--json"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        say(f"  delivery rate failed: {result.stderr.strip()[-500:]}")
+        return {}
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, row in data.items():
+        say(
+            f"    {name:<12} {row['events_per_s']:8.0f} events/s  ({row['events']} events, {row['posts']} posts,"
+            f" {row['seconds']:.2f} s; build {row['build_us']:.0f} us/event, encode {row['encode_us']:.0f} us/event)"
+        )
+    return data
+
+
+# -- profiling ------------------------------------------------------------------------------
+
+
+def profile(args: argparse.Namespace, sink: str) -> None:
+    ok, why = ensure_venv("tools", ["py-spy", "pyinstrument"], "import pyinstrument")
+    if not ok:
+        say(f"profiling needs py-spy: {why}")
+        return
+    pyspy = VENVS / "tools" / "bin" / "py-spy"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for framework in args.frameworks:
+        server = Server(framework, "ours", sink, args.sdk_path)
+        try:
+            for endpoint in args.endpoints:
+                wrk(server.port, endpoint, args.warmup, args.connections)
+                base = RESULTS / f"profile-{framework}-{endpoint}-{stamp}"
+                procs = []
+                for fmt, gil in (("raw", True), ("speedscope", False)):
+                    out = f"{base}{'-gil' if gil else ''}.{'txt' if fmt == 'raw' else 'json'}"
+                    argv = [str(pyspy), "record", "--pid", str(server.app_pid), "--rate", "200", "--threads"]
+                    argv += ["--duration", f"{args.duration:g}", "--format", fmt, "--output", out, "--nonblocking"]
+                    if gil:
+                        argv.append("--gil")
+                    procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                time.sleep(0.5)
+                run = wrk(server.port, endpoint, args.duration, args.connections)
+                for proc in procs:
+                    proc.wait(60)
+                say(f"  {framework} /{endpoint}: {run.rps:.0f} req/s under py-spy; {base}-gil.txt, {base}.json")
+                summarize_profile(Path(f"{base}-gil.txt"))
+        finally:
+            server.stop()
+
+
+def summarize_profile(path: Path, top: int = 12) -> None:
+    """Who holds the GIL: per thread, SDK frames on the request path, top SDK functions."""
+    if not path.exists():
+        say(f"    (no profile written: {path.name})")
+        return
+    threads: dict[str, int] = {}
+    sdk_self: dict[str, int] = {}
+    sdk_incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        try:
+            count = int(count_text)
+        except ValueError:
+            continue
+        frames = stack.split(";")
+        total += count
+        is_worker = any("delivery.py" in f and "_run" in f for f in frames)
+        kind = "delivery worker" if is_worker else "request threads / event loop"
+        threads[kind] = threads.get(kind, 0) + count
+        sdk_frames = [f for f in frames if "readme_metrics" in f]
+        if sdk_frames:
+            key = ("worker: " if is_worker else "request: ") + short_frame(sdk_frames[-1])
+            sdk_self[key] = sdk_self.get(key, 0) + count
+            for f in set(sdk_frames):
+                k = ("worker: " if is_worker else "request: ") + short_frame(f)
+                sdk_incl[k] = sdk_incl.get(k, 0) + count
+    if not total:
+        return
+    say("    GIL samples: " + ", ".join(f"{k} {v / total:.0%}" for k, v in threads.items()))
+    request_sdk = sum(v for k, v in sdk_self.items() if k.startswith("request: "))
+    say(f"    SDK frames on the request path: {request_sdk / total:.1%} of GIL samples")
+    say("    top SDK frames (innermost SDK frame, share of all GIL samples):")
+    for key, count in sorted(sdk_self.items(), key=lambda kv: -kv[1])[:top]:
+        say(f"      {count / total:6.1%}  {key}")
+
+
+def short_frame(frame: str) -> str:
+    """'func (readme_metrics/x.py:12)' -> 'x.py:func'."""
+    match = re.match(r"(.*?) \((?:.*/)?([^/]+\.py):\d+\)", frame.strip())
+    return f"{match[2]}:{match[1]}" if match else frame.strip()
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per case (default 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per server and case")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
+    p.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run, noisier")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="flask,fastapi")
+    p.add_argument("--endpoints", default=",".join(ENDPOINTS), help="ping,echo")
+    p.add_argument("--variants", default="ours,readme340,moesif", help="SDKs beside the bare app")
+    p.add_argument("--no-peers", action="store_true", help="only this repository's SDK")
+    p.add_argument("--sdk-path", help="run 'ours' from DIR/readme_metrics (to measure a change)")
+    p.add_argument("--only", default="throughput,streaming,delivery", help="parts to run")
+    p.add_argument("--ttfb-tries", type=int, default=5)
+    p.add_argument("--no-rss", action="store_true", help="skip the 100 MB peak-RSS measure")
+    p.add_argument("--events", type=int, default=20_000, help="events for the delivery rate")
+    p.add_argument("--profile", action="store_true", help="record py-spy profiles of the wrapped servers")
+    p.add_argument("--json", dest="json_out", help="write the results here (default bench/results/<time>.json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 2.0, 3, 1.0
+    args.frameworks = [f for f in args.frameworks.split(",") if f]
+    args.endpoints = [e for e in args.endpoints.split(",") if e]
+    variants = [v for v in args.variants.split(",") if v and v != "bare"]
+    if args.no_peers:
+        variants = [v for v in variants if v == "ours"]
+    args.variants = variants
+    args.only = set(args.only.split(","))
+    if args.sdk_path:
+        args.sdk_path = str(Path(args.sdk_path).resolve())
+        if not (Path(args.sdk_path) / "readme_metrics" / "__init__.py").exists():
+            p.error(f"--sdk-path: no readme_metrics package in {args.sdk_path}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        say("wrk is not installed. Install it (Debian/Ubuntu): sudo apt-get install -y wrk")
+        say("(macOS: brew install wrk). Then run the benchmark again.")
+        return 2
+    RESULTS.mkdir(exist_ok=True)
+    info = machine()
+    say(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, {info['date']}")
+    say(f"load average at start: {info['loadavg_at_start']} (other work on the machine makes figures noisy)")
+    if args.sdk_path:
+        say(f"'ours' runs from {args.sdk_path}")
+    results: dict[str, Any] = {"machine": info, "args": {k: v for k, v in vars(args).items() if k != "only"}}
+
+    peers = [v for v in args.variants if v in PEERS]
+    missing = ensure_peers(peers) if peers and not args.profile else {}
+    for peer, why in missing.items():
+        say(f"peer {PEERS[peer]['label']}: cannot be installed or run ({why}); left out of this run")
+    variants = ["bare"] + [v for v in args.variants if v not in missing]
+    versions = {"ours": dist_versions(OURS_PY, SHARED_DISTS)}
+    for peer in peers:
+        if peer not in missing:
+            versions[peer] = dist_versions(venv_python(peer), PEERS[peer]["dists"])
+    results["versions"] = versions
+    say("versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()))
+
+    with sink_process() as sink:
+        if args.profile:
+            profile(args, sink)
+            return 0
+        if "throughput" in args.only:
+            say(
+                f"\n== throughput: {args.rounds} rounds x {args.duration:g} s per server, wrk -c{args.connections}"
+                ", interleaved =="
+            )
+            cases = []
+            for framework in args.frameworks:
+                cases += throughput(framework, variants, args, sink)
+            results["throughput"] = [
+                {"framework": c.framework, "endpoint": c.endpoint, "summary": c.summary()} for c in cases
+            ]
+        if "streaming" in args.only:
+            say("\n== streaming: time to first byte (5 chunks, 200 ms apart) and peak RSS while streaming 100 MB ==")
+            results["streaming"] = {}
+            for framework in args.frameworks:
+                say(f"  {framework}:")
+                results["streaming"][framework] = streaming(framework, variants, args, sink)
+        if "delivery" in args.only:
+            say(f"\n== delivery rate: {args.events} events built, encoded and posted by one process ==")
+            results["delivery"] = delivery_rate(args, sink)
+
+    say("\n" + verdict(results))
+    out = Path(args.json_out) if args.json_out else RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    say(f"results: {out}")
+    return 0
+
+
+def verdict(results: dict[str, Any]) -> str:
+    """The targets of issue 6, met or not, for this repository's SDK."""
+    lines = ["== targets (this repository's SDK) =="]
+    for case in results.get("throughput", []):
+        row = case["summary"].get("ours")
+        if row is None:
+            continue
+        name = f"{case['framework']} /{case['endpoint']}"
+        ok = row["ratio"] >= TARGETS["ratio"]
+        lines.append(f"  {'PASS' if ok else 'MISS'} {name:<16} throughput ratio {row['ratio']:.2f} (>= 0.90)")
+        ok = row["added_p99_ms"] <= TARGETS["added_p99_ms"]
+        lines.append(f"  {'PASS' if ok else 'MISS'} {name:<16} added p99 {row['added_p99_ms']:+.2f} ms (<= 1 ms)")
+    for framework, rows in results.get("streaming", {}).items():
+        if "ours" in rows and "bare" in rows:
+            added = rows["ours"]["ttfb_ms"] - rows["bare"]["ttfb_ms"]
+            ok = added <= TARGETS["ttfb_ms"]
+            lines.append(f"  {'PASS' if ok else 'MISS'} {framework:<16} TTFB {added:+.1f} ms over bare (<= 10 ms)")
+        if "growth_mib" in rows.get("ours", {}):
+            limit = 2 * DEFAULT_MAX_BODY / 2**20
+            growth = rows["ours"]["growth_mib"]
+            lines.append(
+                f"  {'PASS' if growth <= limit else 'MISS'} {framework:<16} RSS +{growth:.1f} MiB streaming 100 MB"
+                f" (<= {limit:g} MiB = 2 x max_body_bytes)"
+            )
+    default = results.get("delivery", {}).get("default")
+    if default:
+        ok = default["events_per_s"] >= TARGETS["delivery_eps"]
+        lines.append(
+            f"  {'PASS' if ok else 'MISS'} delivery rate    {default['events_per_s']:.0f} events/s (>= 10,000)"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
