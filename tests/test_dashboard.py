@@ -1,0 +1,357 @@
+"""The dashboard, end to end in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
+
+Known logs are posted over real HTTP to a collector subprocess; the page is loaded and the
+figures it shows are checked, filters and search are used, a detail view is opened (with
+its redactions marked), and HAR files are downloaded through the browser and validated.
+
+Chromium is required: without it these tests FAIL (CI installs it: ``apt-get install -y
+chromium chromium-driver``; ``python3 dev.py test`` does it when it can).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from readme_metrics.redaction import mask
+from tests.collector_rig import collector, make_log, post
+from tests.servers import Server
+
+pytestmark = pytest.mark.timeout(180)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.fail(
+        f"the dashboard tests need Chromium and its driver ({CHROMIUM}, {CHROMEDRIVER}): "
+        "run `apt-get install -y chromium chromium-driver` (python3 dev.py test does it when it can)",
+        pytrace=False,
+    )
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+PASSWORD = "hunter2-s3cret"
+BETA = mask("beta-secret-key-0042")  # a caller id as the SDK sends it
+NOW = time.time()
+
+
+def known_logs() -> list[dict[str, Any]]:
+    """28 logs: 20 reads (10..200 ms, 4 of them 404), 5 logins, 3 server errors."""
+    logs = []
+    for i in range(1, 21):
+        logs.append(
+            make_log(
+                url=f"http://api.test/items/{i}",
+                duration_ms=10.0 * i,
+                status=404 if i % 5 == 0 else 200,
+                started=NOW - 600 + i,
+                group_id="sha512-AAAA?alfa",
+                label="Alpha Corp",
+            )
+        )
+    for i in range(5):
+        logs.append(
+            make_log(
+                method="POST",
+                url="http://api.test/login",
+                duration_ms=300.0,
+                status=200 if i < 4 else 401,
+                started=NOW - 300 + i,
+                group_id=BETA,
+                label="Beta Ltd",
+                request_body=json.dumps({"user": f"user{i}", "password": f"[REDACTED {len(PASSWORD)}]"}),
+                request_headers=[{"name": "Authorization", "value": "[REDACTED 20]"}],
+            )
+        )
+    for i in range(3):
+        logs.append(
+            make_log(
+                url="http://api.test/boom",
+                duration_ms=5.0,
+                status=500,
+                started=NOW - 100 + i,
+                group_id="sha512-AAAA?alfa",
+                label="Alpha Corp",
+                response_body='{"error":"boom"}',
+            )
+        )
+    return logs
+
+
+LOGS = known_logs()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = collector(tmp_path_factory.mktemp("dash") / "logs.sqlite3")
+    try:
+        assert post(srv.url, LOGS[:10]) == (202, {"accepted": 10, "stored": 10})
+        assert post(srv.url, LOGS[10:], compress=True) == (202, {"accepted": 18, "stored": 18})
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def downloads() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rm-downloads-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="rm-chromium-")
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(arg)
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": False,
+        },
+    )
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 15) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def generation(driver: WebDriver) -> int:
+    return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-generation") or 0)
+
+
+def settled(driver: WebDriver, after: int) -> None:
+    """Wait until the page finished a refresh that started after generation ``after``."""
+    body = driver.find_element(By.TAG_NAME, "body")
+    wait(driver, lambda d: generation(d) > after and body.get_attribute("data-state") == "ready")
+
+
+def load(driver: WebDriver, url: str) -> None:
+    driver.get(url)
+    settled(driver, 0)
+
+
+def text(driver: WebDriver, css: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def list_rows(driver: WebDriver) -> list[WebElement]:
+    return driver.find_elements(By.CSS_SELECTOR, "#log-list tbody tr[data-id]")
+
+
+def change(driver: WebDriver, action: Callable[[], None]) -> None:
+    """Do something that refreshes the page, and wait for the refresh."""
+    before = generation(driver)
+    action()
+    settled(driver, before)
+
+
+def detail_open(driver: WebDriver) -> WebElement:
+    """The detail panel, once open and loaded."""
+    detail = driver.find_element(By.ID, "detail")
+    is_open = lambda d: "open" in (detail.get_attribute("class") or "")  # noqa: E731
+    wait(driver, lambda d: is_open(d) and detail.get_attribute("data-state") == "ready")
+    return detail
+
+
+def downloaded(directory: Path, known: set[str], timeout: float = 15) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in directory.glob("*.har") if p.name not in known]
+        if done and not list(directory.glob("*.crdownload")):
+            return done[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no HAR downloaded to {directory} within {timeout}s: {list(directory.iterdir())}")
+
+
+def check_har(path: Path, expected: list[dict[str, Any]]) -> None:
+    har = json.loads(path.read_text("utf-8"))
+    assert set(har) == {"log"}
+    assert har["log"]["version"] == "1.2"
+    assert {"name", "version"} <= set(har["log"]["creator"])
+    entries = har["log"]["entries"]
+    ordered = sorted(expected, key=lambda log: log["request"]["log"]["entries"][0]["startedDateTime"])
+    assert [e["_readmeLogId"] for e in entries] == [log["_id"] for log in ordered]
+    for entry, log in zip(entries, ordered, strict=True):
+        original = log["request"]["log"]["entries"][0]
+        for key in ("startedDateTime", "time", "request", "response", "timings", "cache"):
+            assert entry[key] == original[key], key
+        for key in ("method", "url", "httpVersion", "headers", "queryString", "cookies", "headersSize", "bodySize"):
+            assert key in entry["request"]
+        for key in ("status", "statusText", "httpVersion", "headers", "cookies", "content", "redirectURL"):
+            assert key in entry["response"]
+
+
+# -- the tests ------------------------------------------------------------------------
+
+
+def test_figures(app: Server, browser: WebDriver) -> None:
+    load(browser, app.url + "/")
+    assert text(browser, "#stat-total") == "28"
+    assert text(browser, "#stat-errors") == "8"
+    assert text(browser, "#stat-error-rate") == "28.6%"
+    assert text(browser, "#stat-endpoints") == "3"
+    assert text(browser, "#stat-callers") == "2"
+    mix = {
+        row.get_attribute("data-status"): row.find_element(By.CSS_SELECTOR, ".count").text
+        for row in browser.find_elements(By.CSS_SELECTOR, "#status-mix tr[data-status]")
+    }
+    assert mix == {"200": "20", "401": "1", "404": "4", "500": "3"}
+    row = browser.find_element(By.CSS_SELECTOR, '#latency tr[data-endpoint="GET /items/{id}"]')
+    cells = {name: row.find_element(By.CSS_SELECTOR, f".{name}").text for name in ("count", "errors", "p50", "p95")}
+    assert cells == {"count": "20", "errors": "4", "p50": "100.0", "p95": "190.0"}
+    assert row.find_element(By.CSS_SELECTOR, ".p99").text == "200.0"
+    login = browser.find_element(By.CSS_SELECTOR, '#latency tr[data-endpoint="POST /login"]')
+    assert login.find_element(By.CSS_SELECTOR, ".p50").text == "300.0"
+    callers = [
+        [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+        for r in browser.find_elements(By.CSS_SELECTOR, "#callers tbody tr")
+    ]
+    assert callers == [["Alpha Corp", "23", "7"], ["Beta Ltd", "5", "1"]]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#recent-errors tr[data-id]")) == 8
+    chart = browser.find_element(By.CSS_SELECTOR, "#chart-time svg")
+    bars = chart.find_elements(By.CSS_SELECTOR, "g[data-total]")
+    assert sum(int(g.get_attribute("data-total") or 0) for g in bars) == 28
+    assert len(list_rows(browser)) == 28
+    assert "28 shown of 28" in text(browser, "#log-count")
+
+
+def test_filters_and_search(app: Server, browser: WebDriver) -> None:
+    load(browser, app.url + "/")
+    change(browser, lambda: Select(browser.find_element(By.ID, "f-status")).select_by_value("errors"))
+    assert text(browser, "#stat-total") == "8"
+    assert len(list_rows(browser)) == 8
+    change(browser, lambda: Select(browser.find_element(By.ID, "f-group")).select_by_value(BETA))
+    assert text(browser, "#stat-total") == "1"
+    assert [r.get_attribute("data-id") for r in list_rows(browser)] == [LOGS[24]["_id"]]
+    change(browser, lambda: browser.find_element(By.ID, "reset").click())
+    assert text(browser, "#stat-total") == "28"
+    change(browser, lambda: Select(browser.find_element(By.ID, "f-endpoint")).select_by_value("GET /boom"))
+    assert text(browser, "#stat-total") == "3"
+    change(browser, lambda: browser.find_element(By.ID, "reset").click())
+    change(browser, lambda: browser.find_element(By.ID, "f-q").send_keys("user3"))
+    assert [r.get_attribute("data-id") for r in list_rows(browser)] == [LOGS[23]["_id"]]
+    change(browser, lambda: browser.find_element(By.ID, "reset").click())
+    # A time range that excludes everything but the 3 newest (the /boom errors).
+    browser.execute_script(
+        "const o = document.createElement('option'); o.value = arguments[0]; o.text = 'custom';"
+        "document.getElementById('f-range').append(o);",
+        str(int(time.time() - NOW + 150)),
+    )
+    change(browser, lambda: Select(browser.find_element(By.ID, "f-range")).select_by_visible_text("custom"))
+    assert text(browser, "#stat-total") == "3"
+    change(browser, lambda: browser.find_element(By.ID, "reset").click())
+    # Clicking a status in the mix filters by it.
+    change(browser, lambda: browser.find_element(By.CSS_SELECTOR, '#status-mix tr[data-status="404"]').click())
+    assert text(browser, "#stat-total") == "4"
+
+
+def test_detail_view_marks_redactions(app: Server, browser: WebDriver) -> None:
+    load(browser, app.url + "/")
+    login = LOGS[21]
+    browser.find_element(By.CSS_SELECTOR, f'#log-list tr[data-id="{login["_id"]}"] td:nth-child(4)').click()
+    detail = browser.find_element(By.ID, "detail")
+    wait(
+        browser,
+        lambda d: "open" in (detail.get_attribute("class") or "") and detail.get_attribute("data-state") == "ready",
+    )
+    assert browser.current_url == f"{app.url}/logs/{login['_id']}"
+    assert text(browser, "#detail-title") == "200 POST http://api.test/login"
+    assert text(browser, "#detail-id") == login["_id"]
+    assert text(browser, "#detail-duration").startswith("300.0 ms")
+    marks = browser.find_elements(By.CSS_SELECTOR, "#detail-body mark.redacted")
+    assert sorted(m.text for m in marks) == ["[REDACTED 14]", "[REDACTED 20]"]
+    assert "2 values redacted" in text(browser, "#detail-redactions")
+    body = text(browser, "#detail-request-body")
+    assert '"user": "user1"' in body and f'"password": "[REDACTED {len(PASSWORD)}]"' in body
+    assert PASSWORD not in browser.page_source
+    assert "null" not in text(browser, "#detail-body") and "undefined" not in text(browser, "#detail-body")
+    assert "Accept" not in text(browser, "#detail-response-headers")
+    assert "application/json" in text(browser, "#detail-response-headers")
+    assert '"ok": true' in text(browser, "#detail-response-body")
+    # The masked caller key is marked as such.
+    assert browser.find_element(By.CSS_SELECTOR, "#detail-body mark.masked").text == BETA
+    # Raw view: the stored JSON, as stored.
+    browser.find_element(By.ID, "detail-raw-toggle").click()
+    assert json.loads(text(browser, "#detail-raw")) == login
+    browser.find_element(By.ID, "detail-raw-toggle").click()
+    browser.find_element(By.ID, "detail-close").click()
+    wait(browser, lambda d: "open" not in (detail.get_attribute("class") or ""))
+    assert browser.current_url == app.url + "/"
+
+
+def test_log_link_opens_the_detail(app: Server, browser: WebDriver) -> None:
+    """``{baseUrl}/logs/{_id}`` (the x-documentation-url target) opens that exchange."""
+    boom = LOGS[-1]
+    browser.get(f"{app.url}/logs/{boom['_id']}")
+    detail = browser.find_element(By.ID, "detail")
+    wait(
+        browser,
+        lambda d: detail.get_attribute("data-state") == "ready" and "open" in (detail.get_attribute("class") or ""),
+    )
+    assert text(browser, "#detail-title") == "500 GET http://api.test/boom"
+    assert '"error": "boom"' in text(browser, "#detail-response-body")
+    assert text(browser, "#detail-redactions") == "no redacted values"
+    browser.get(f"{app.url}/logs/no-such-log")
+    wait(browser, lambda d: d.find_element(By.ID, "detail").get_attribute("data-state") == "ready")
+    assert "no such log" in text(browser, "#detail-error")
+
+
+def test_export_selected_and_filtered_as_har(app: Server, browser: WebDriver, downloads: Path) -> None:
+    load(browser, app.url + "/")
+    chosen = [LOGS[2], LOGS[21], LOGS[26]]
+    for log in chosen:
+        browser.find_element(By.CSS_SELECTOR, f'#log-list tr[data-id="{log["_id"]}"] input.pick').click()
+    button = browser.find_element(By.ID, "export-har")
+    assert button.text == "Export 3 selected as HAR"
+    known = {p.name for p in downloads.iterdir()}
+    button.click()
+    check_har(downloaded(downloads, known), chosen)
+    wait(browser, lambda d: "exported 3 entries" in text(d, "#export-status"))
+
+    # Nothing selected: everything matching the filters.
+    browser.find_element(By.ID, "clear-selection").click()
+    assert button.text == "Export all matching as HAR"
+    change(browser, lambda: Select(browser.find_element(By.ID, "f-status")).select_by_value("5xx"))
+    known = {p.name for p in downloads.iterdir()}
+    time.sleep(1.1)  # the file name carries the second; keep it distinct from the last one
+    button.click()
+    check_har(downloaded(downloads, known), LOGS[-3:])
