@@ -21,10 +21,13 @@ What it does with each ``http`` request:
 - ``receive`` is wrapped: every ``http.request`` chunk the app reads is copied, up to
   ``max_body_bytes``, as it passes. A body the app never reads is not logged (ASGI gives
   no way to read it afterwards).
-- ``send`` is wrapped: ``http.response.start`` records status and headers,
-  ``http.response.body`` copies the chunk (bounded) and forwards the very same message
-  object. Nothing is joined, buffered, re-created or re-encoded: the client gets the app's
-  bytes at the app's pace (streaming, server-sent events).
+- ``send`` is wrapped: ``http.response.start`` records status and headers and gains the
+  ``x-documentation-url`` header (:mod:`readme_metrics.doclink`; the one change the SDK
+  makes to a response, and only when the link's base is known); ``http.response.body``
+  copies the chunk (bounded) and forwards the very same message object. Nothing is joined,
+  buffered, re-created or re-encoded: the client gets the app's bytes at the app's pace
+  (streaming, server-sent events). For ``HEAD`` no response body is logged: the server
+  sends none.
 - The log is finalized exactly once: when the last body message has been sent
   (``more_body`` false; or the last trailers, or ``http.response.pathsend``), else when the
   app returns, raises or is cancelled. It has the time to response start and the total.
@@ -41,9 +44,16 @@ on ``lifespan``: when the app reports ``lifespan.shutdown.complete``, the queue 
 (within ``shutdown_timeout``, in a thread, so the event loop keeps running) before the
 message is passed on, so a graceful stop delivers what is queued.
 
-Limits of the protocol: a server that silently drops ``send`` after a disconnect (uvicorn
-does) and an app that never calls ``receive`` leave the middleware unable to see the
-disconnect; such an exchange is logged as complete.
+Limits:
+
+- A server that silently drops ``send`` after a disconnect (uvicorn does) and an app that
+  never calls ``receive`` leave the middleware unable to see the disconnect; such an
+  exchange is logged as complete. (Starlette's streaming responses do listen, so they
+  are logged as incomplete.)
+- uvicorn ends a SIGTERM stop by re-raising the signal, so ``atexit`` handlers never run
+  there: the lifespan flush above is what delivers the last events. With ``--lifespan
+  off``, or an app that refuses the lifespan scope, events still queued at that moment
+  are lost.
 """
 
 from __future__ import annotations
@@ -88,7 +98,18 @@ def _decode_headers(raw: Any) -> list[tuple[str, str]]:
 class _Exchange:
     """One request's state and its ``receive``/``send`` wrappers (never on the middleware)."""
 
-    __slots__ = ("_receive", "_send", "capture", "client", "disconnected", "doclink", "done", "head", "trailers")
+    __slots__ = (
+        "_receive",
+        "_send",
+        "capture",
+        "client",
+        "disconnected",
+        "doclink",
+        "done",
+        "ending",
+        "head",
+        "trailers",
+    )
 
     def __init__(self, middleware: AsgiMetricsMiddleware, capture: Capture, receive: Receive, send: Send) -> None:
         self.capture = capture
@@ -98,6 +119,7 @@ class _Exchange:
         self._send = send
         self.done = False
         self.disconnected = False
+        self.ending = False  # the last message is being sent: a disconnect now is the normal end
         self.trailers = False
         self.head = capture.method == "HEAD"  # the server sends no body: the log keeps none
 
@@ -108,7 +130,7 @@ class _Exchange:
             body = message.get("body")
             if body:
                 self.capture.request_body.add(body)
-        elif kind == "http.disconnect" and not self.done:
+        elif kind == "http.disconnect" and not self.done and not self.ending:
             self.disconnected = True
         return message
 
@@ -140,6 +162,7 @@ class _Exchange:
             last = True
         else:  # zero-copy send, push, debug, anything newer: passed on
             last = kind == "http.response.zerocopysend" and not message.get("more_body", False)
+        self.ending = last
         try:
             await self._send(message)
         except OSError as exc:  # the client went away (uvicorn's ClientDisconnected is one)
