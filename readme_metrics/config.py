@@ -13,6 +13,8 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
+from readme_metrics.retry import Retry
+
 DEFAULT_METRICS_SERVER = "https://metrics.readme.io"
 METRICS_SERVER_ENV = "README_METRICS_SERVER"
 
@@ -113,7 +115,7 @@ class MetricsApiConfig:
         send_cookies: bool = False,
         trust_forwarded_headers: bool = False,
         compress: bool = False,
-        retry: Any = None,
+        retry: Retry | None = None,
         documentation_header: bool = True,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
@@ -164,7 +166,9 @@ class MetricsApiConfig:
         if mask is not None and mask_event is not None:
             raise ValueError("give mask or mask_event, not both (they are the same hook)")
         self.mask = _resolve_callable(mask if mask is not None else mask_event, "mask")
-        self.retry = retry
+        if retry is not None and not isinstance(retry, Retry):
+            raise ValueError(f"retry must be a readme_metrics.retry.Retry or None, not {type(retry).__name__}")
+        self.retry: Retry | None = retry
 
     # Read-only aliases of the existing package's attribute names.
     @property

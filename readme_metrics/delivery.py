@@ -1,14 +1,37 @@
 """Delivery: a bounded queue and one worker thread that turn captures into batches.
 
 The request path calls :meth:`Client.submit` only: a non-blocking append to a queue bounded
-by event count and by bytes (a full queue drops the event and counts it). The worker
-thread builds the log objects (HAR, redaction, the user's mask hook), encodes them and
-posts them to ``{metrics_server}/v1/request`` with one keep-alive ``requests.Session``.
+by event count (``max_queue_events``) and by bytes (``max_queue_bytes``); a full queue
+drops the event and counts it. The worker thread builds the log objects (HAR, redaction,
+the user's mask hook), encodes each batch once and posts it to
+``{metrics_server}/v1/request`` with one keep-alive ``requests.Session`` (gzip-compressed
+when ``compress=True``).
 
-A batch leaves as soon as ``buffer_length`` events wait or ``flush_interval`` seconds have
-passed, carrying whatever else is queued up to ``max_batch_events``. At interpreter exit
-the queue is flushed within ``shutdown_timeout`` seconds; in a forked child (gunicorn
-``--preload``) the client starts afresh with its own thread and an empty queue.
+Batches
+    A batch leaves as soon as ``buffer_length`` events wait or ``flush_interval`` seconds
+    have passed, carrying whatever else is queued, up to ``max_batch_events``: under load
+    batches grow, so the number of posts does not.
+
+Failures (see :mod:`readme_metrics.retry`)
+    Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff
+    and jitter, honouring ``Retry-After``, until the policy's attempts or age run out;
+    then the batch is dropped and counted. While a batch is retried the worker holds
+    only that batch: later events wait in the bounded queue and leave, in larger
+    batches, when the API is back. 401/403 (a bad or blocked ``api_key``) and other 4xx
+    are not retried: the batch is dropped and counted, with one rate-limited warning.
+    Delivery is at least once: a batch whose answer was lost (a timeout) is sent again.
+
+Shutdown and fork
+    At interpreter exit (``atexit``; gunicorn workers exit this way on SIGTERM) and on
+    :meth:`Client.close`, what is queued is flushed within ``shutdown_timeout`` seconds.
+    A retry pause that would outlast that deadline is cut short for a last try; whatever
+    is left at the deadline is counted as dropped (``shutdown``). In a forked child
+    (gunicorn ``--preload``) the client starts afresh: its own thread, its own
+    connection, an empty queue and zeroed counters.
+
+Self-telemetry
+    :meth:`Client.stats` (also ``middleware.stats()``) returns a snapshot of the counters;
+    every field is documented in ``docs/delivery.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +39,7 @@ from __future__ import annotations
 import atexit
 import base64
 import collections
+import gzip
 import json
 import os
 import threading
@@ -31,33 +55,88 @@ from readme_metrics._version import __version__
 from readme_metrics.capture import Capture
 from readme_metrics.har import build_log
 from readme_metrics.redaction import Redactor
+from readme_metrics.retry import Retry
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
 
 Log = dict[str, Any]
 
+#: gzip level of compressed uploads: most of level 9's gain on JSON at a fraction of its cost.
+GZIP_LEVEL = 5
+
 
 class DeliveryError(Exception):
-    """The metrics API did not accept a batch."""
+    """The metrics API did not accept a batch.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``status`` is the HTTP status, or ``None`` when there was no answer (connection
+    error, timeout); ``retry_after`` is the raw ``Retry-After`` header, if any.
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+class Batch:
+    """The logs of one post and their JSON encoding (made once, reused by retries)."""
+
+    __slots__ = ("_gzipped", "body", "logs")
+
+    def __init__(self, logs: list[Log], body: bytes) -> None:
+        self.logs = logs
+        self.body = body
+        self._gzipped: bytes | None = None
+
+    def __len__(self) -> int:
+        return len(self.logs)
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=GZIP_LEVEL, mtime=0)
+        return self._gzipped
 
 
 class Transport(Protocol):
-    """Where batches of log objects go. Raises :class:`DeliveryError` on failure."""
+    """Where batches go. Raises :class:`DeliveryError` when one is not accepted.
 
-    def send(self, logs: list[Log]) -> int:
-        """Deliver one batch; return the bytes sent."""
+    ``readme_metrics.testing.MemoryTransport`` is one for tests; :class:`HttpTransport`
+    is the real one.
+    """
+
+    def send(self, batch: Batch, timeout: float) -> int:
+        """Deliver one batch within ``timeout`` seconds; return the bytes sent."""
         ...
 
     def close(self) -> None: ...
 
 
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def encode(logs: list[Log]) -> bytes:
-    return json.dumps(logs, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """The wire body of a batch: a compact JSON array, UTF-8."""
+    return _dumps(logs)
+
+
+def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
+    """A :class:`Batch` of the logs that encode, and how many did not (a mask hook may
+    return values JSON cannot hold; only those logs are lost, not their batch)."""
+    try:
+        return Batch(logs, _dumps(logs)), 0
+    except (TypeError, ValueError, RecursionError):
+        pass
+    kept: list[Log] = []
+    parts: list[bytes] = []
+    for log in logs:
+        try:
+            parts.append(_dumps(log))
+        except (TypeError, ValueError, RecursionError):
+            continue
+        kept.append(log)
+    return Batch(kept, b"[" + b",".join(parts) + b"]"), len(logs) - len(kept)
 
 
 class HttpTransport:
@@ -65,24 +144,30 @@ class HttpTransport:
 
     def __init__(self, config: MetricsApiConfig) -> None:
         self.url = f"{config.metrics_server}/v1/request"
-        self.timeout = config.timeout
+        self.compress = config.compress
         token = base64.b64encode(f"{config.api_key}:".encode()).decode("ascii")
         self.headers = {
             "Authorization": f"Basic {token}",
             "Content-Type": "application/json",
             "User-Agent": f"readme-metrics-python@{__version__}",
         }
+        if self.compress:
+            self.headers["Content-Encoding"] = "gzip"
         self.session = requests.Session()
 
-    def send(self, logs: list[Log]) -> int:
-        body = encode(logs)
+    def send(self, batch: Batch, timeout: float) -> int:
+        body = batch.gzipped() if self.compress else batch.body
         try:
-            response = self.session.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
+            response = self.session.post(self.url, data=body, headers=self.headers, timeout=timeout)
+        except requests.Timeout as exc:
+            raise DeliveryError(f"no answer from {self.url} within {timeout:.3g}s") from exc
         except requests.RequestException as exc:
-            raise DeliveryError(f"cannot reach {self.url}: {exc}") from exc
+            raise DeliveryError(f"cannot reach {self.url}: {_short_reason(exc)}") from exc
         if response.status_code >= 300:
             raise DeliveryError(
-                f"{self.url} answered {response.status_code}: {response.text[:200]}", response.status_code
+                f"{self.url} answered {response.status_code}: {response.text[:200]}",
+                response.status_code,
+                response.headers.get("Retry-After"),
             )
         return len(body)
 
@@ -90,12 +175,39 @@ class HttpTransport:
         self.session.close()
 
 
+def _short_reason(exc: requests.RequestException) -> str:
+    """``[Errno 111] Connection refused`` rather than urllib3's paragraph about pools."""
+    reason: Any = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    text = str(reason)
+    return text.rsplit(": ", 1)[-1] if ": " in text else text or type(exc).__name__
+
+
+def _new_stats() -> dict[str, Any]:
+    return {
+        "queued": 0,
+        "sent": 0,
+        "batches_sent": 0,
+        "batches_failed": 0,
+        "retried": 0,
+        "bytes_sent": 0,
+        "dropped": collections.Counter(),
+        "last_error": None,
+        "last_error_time": None,
+        "last_success": None,
+    }
+
+
 class Client:
-    """The queue, the worker thread and the counters of one configuration."""
+    """The queue, the worker thread and the counters of one configuration.
+
+    ``transport`` replaces the HTTP transport (see :mod:`readme_metrics.testing`).
+    """
 
     def __init__(self, config: MetricsApiConfig, transport: Transport | None = None) -> None:
         self.config = config
-        self.redactor = Redactor(config.denylist, config.allowlist)
+        self.redactor = Redactor.from_config(config)
+        self.retry: Retry = config.retry or Retry()
         self._make_transport: Callable[[], Transport] = (
             (lambda: transport) if transport else (lambda: HttpTransport(config))
         )
@@ -111,19 +223,19 @@ class Client:
         self._in_flight = 0
         self._flushing = 0
         self._stopping = False
+        self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._send_lock = threading.Lock()
         self.transport = self._make_transport()
-        self._stats: dict[str, Any] = {
-            "queued": 0,
-            "sent": 0,
-            "batches_sent": 0,
-            "batches_failed": 0,
-            "bytes_sent": 0,
-            "dropped": collections.Counter(),
-            "last_error": None,
-            "last_success": None,
-        }
+        self._stats: dict[str, Any] = _new_stats()
+
+    def set_transport(self, transport: Transport) -> None:
+        """Send through ``transport`` from now on (kept in forked children too)."""
+        old = self.transport
+        self._make_transport = lambda: transport
+        self.transport = transport
+        if old is not transport:
+            old.close()
 
     # -- request path ------------------------------------------------------------------
 
@@ -136,19 +248,17 @@ class Client:
         with self._cond:
             if os.getpid() != self._pid:
                 self._after_fork_locked()
-            if (
-                len(self._queue) >= self.config.max_queue_events
-                or self._queued_bytes + size > self.config.max_queue_bytes
-            ):
+            queue = self._queue
+            if len(queue) >= self.config.max_queue_events or self._queued_bytes + size > self.config.max_queue_bytes:
                 self._stats["dropped"]["queue_full"] += 1
                 full = True
             else:
                 full = False
-                self._queue.append(capture)
+                queue.append(capture)
                 self._queued_bytes += size
                 self._stats["queued"] += 1
-                if len(self._queue) == 1 or len(self._queue) >= self.config.buffer_length:
-                    self._cond.notify()
+                if len(queue) == 1 or len(queue) >= self.config.buffer_length:
+                    self._cond.notify_all()
                 if self._thread is None:
                     self._start_locked()
         if full:
@@ -158,8 +268,10 @@ class Client:
         return not full
 
     def _start_locked(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="readme-metrics-worker", daemon=True)
-        self._thread.start()
+        self._stopping = False
+        thread = threading.Thread(target=self._run, name="readme-metrics-worker", daemon=True)
+        thread.start()
+        self._thread = thread
 
     def _after_fork_locked(self) -> None:
         # Reached only if the at-fork hook did not run (e.g. os.fork from C code).
@@ -174,6 +286,8 @@ class Client:
             while not self._queue and not self._stopping:
                 self._cond.wait()
             if not self._queue:
+                if self._thread is threading.current_thread():
+                    self._thread = None
                 return None
             deadline = time.monotonic() + cfg.flush_interval
             while len(self._queue) < cfg.buffer_length and not self._stopping and not self._flushing:
@@ -181,24 +295,31 @@ class Client:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), cfg.max_batch_events))]
-            self._queued_bytes -= sum(c.approx_bytes for c in batch)
-            self._in_flight += len(batch)
-            return batch
+            return self._pop_locked()
+
+    def _pop_locked(self) -> list[Capture]:
+        queue = self._queue
+        batch = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch_events))]
+        self._queued_bytes -= sum(c.approx_bytes for c in batch)
+        self._in_flight += len(batch)
+        return batch
 
     def _run(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
                 return
-            try:
-                self._deliver(batch)
-            except Exception:  # never let the worker die
-                logger.exception("readme_metrics: unexpected error in the delivery worker")
-            finally:
-                with self._cond:
-                    self._in_flight -= len(batch)
-                    self._cond.notify_all()
+            self._process(batch)
+
+    def _process(self, batch: list[Capture]) -> None:
+        try:
+            self._deliver(batch)
+        except Exception:  # never let the worker die
+            logger.exception("readme_metrics: unexpected error in the delivery worker")
+        finally:
+            with self._cond:
+                self._in_flight -= len(batch)
+                self._cond.notify_all()
 
     def build(self, capture: Capture) -> Log | None:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
@@ -206,45 +327,167 @@ class Client:
         try:
             log = build_log(capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body)
         except Exception as exc:
-            self._stats["dropped"]["build_error"] += 1
+            self._count_dropped("build_error", 1)
             warn_limited("build", "readme_metrics: could not build a log (%s: %s)", type(exc).__name__, exc)
             return None
         if cfg.mask is not None:
             try:
                 log = cfg.mask(log)
             except Exception as exc:
-                self._stats["dropped"]["mask_error"] += 1
+                self._count_dropped("mask_error", 1)
                 warn_limited(
                     "mask", "readme_metrics: the mask hook raised %s: %s; log dropped", type(exc).__name__, exc
                 )
                 return None
             if not isinstance(log, dict):
-                self._stats["dropped"]["mask_error"] += 1
+                self._count_dropped("mask_error", 1)
                 warn_limited(
                     "mask", "readme_metrics: the mask hook returned %s, not a dict; log dropped", type(log).__name__
                 )
                 return None
         return log
 
-    def _deliver(self, batch: list[Capture]) -> None:
-        logs = [log for log in map(self.build, batch) if log is not None]
+    def _prepare(self, captures: list[Capture]) -> Batch | None:
+        logs = [log for log in map(self.build, captures) if log is not None]
         if not logs:
+            return None
+        batch, unencodable = encode_batch(logs)
+        if unencodable:
+            self._count_dropped("encode_error", unencodable)
+            warn_limited("encode", "readme_metrics: %d logs are not JSON-serializable (mask hook?)", unencodable)
+        return batch if batch.logs else None
+
+    def _deliver(self, captures: list[Capture], *, retries: bool = True) -> None:
+        """Send one batch, retrying as the policy says; count what becomes of it."""
+        batch = self._prepare(captures)
+        if batch is None:
             return
-        try:
-            sent_bytes = self.transport.send(logs)
-        except Exception as exc:
-            self._stats["batches_failed"] += 1
-            self._stats["dropped"]["delivery_error"] += len(logs)
-            self._stats["last_error"] = str(exc)
-            warn_limited("send", "readme_metrics: could not deliver %d logs: %s", len(logs), exc)
-            return
-        self._stats["sent"] += len(logs)
-        self._stats["batches_sent"] += 1
-        self._stats["bytes_sent"] += sent_bytes
-        self._stats["last_success"] = time.time()
+        policy = self.retry
+        first_try = time.monotonic()
+        attempt = 0
+        last_try = not retries
+        while True:
+            attempt += 1
+            timeout = self._attempt_timeout()
+            if timeout <= 0:
+                self._give_up(batch, "shutdown", "shutdown deadline reached")
+                return
+            try:
+                sent_bytes = self.transport.send(batch, timeout)
+            except DeliveryError as exc:
+                error: DeliveryError = exc
+            except Exception as exc:  # a custom transport's bug: not worth retrying
+                self._give_up(batch, "transport_error", f"{type(exc).__name__}: {exc}")
+                return
+            else:
+                self._succeeded(batch, sent_bytes)
+                return
+            status = error.status
+            if status in (401, 403):
+                self._refused(batch, status, error)
+                return
+            if not policy.is_retryable(status):
+                self._give_up(batch, "rejected", str(error))
+                return
+            if last_try:
+                self._give_up(batch, "shutdown" if retries else "delivery_error", str(error))
+                return
+            if attempt >= policy.attempts:
+                self._give_up(batch, "retries_exhausted", f"{error} (after {attempt} tries)")
+                return
+            pause = policy.wait(attempt, error.retry_after)
+            if time.monotonic() + pause - first_try > policy.max_age:
+                self._give_up(batch, "too_old", f"{error} (retries would exceed max_age={policy.max_age:g}s)")
+                return
+            self._note_failure(str(error))
+            warn_limited(
+                "retry",
+                "readme_metrics: the metrics API did not take %d logs (%s); retrying in %.1fs",
+                len(batch),
+                error,
+                pause,
+            )
+            outcome = self._pause(pause)
+            if outcome == "stop":
+                self._give_up(batch, "shutdown", f"{error} (shutdown deadline reached)")
+                return
+            last_try = outcome == "last"
+            with self._cond:
+                self._stats["retried"] += 1
+
+    def _attempt_timeout(self) -> float:
+        """``timeout``, cut to what is left before the shutdown deadline, if one is set."""
+        timeout = float(self.config.timeout)
+        deadline = self._deadline
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        return timeout
+
+    def _pause(self, seconds: float) -> str:
+        """Wait before a retry: "go" when the pause is over, "last" when a shutdown
+        deadline falls before its end (try once more now), "stop" when closed."""
+        end = time.monotonic() + seconds
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return "stop"
+                if self._deadline is not None and end > self._deadline:
+                    return "last"
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return "go"
+                self._cond.wait(remaining)
+
+    def _succeeded(self, batch: Batch, sent_bytes: int) -> None:
+        with self._cond:
+            stats = self._stats
+            stats["sent"] += len(batch)
+            stats["batches_sent"] += 1
+            stats["bytes_sent"] += sent_bytes
+            stats["last_success"] = time.time()
+
+    def _note_failure(self, message: str) -> None:
+        with self._cond:
+            self._stats["last_error"] = message
+            self._stats["last_error_time"] = time.time()
+
+    def _count_dropped(self, reason: str, count: int) -> None:
+        with self._cond:
+            self._stats["dropped"][reason] += count
+
+    def _give_up(self, batch: Batch, reason: str, message: str) -> None:
+        with self._cond:
+            stats = self._stats
+            stats["batches_failed"] += 1
+            stats["dropped"][reason] += len(batch)
+            stats["last_error"] = message
+            stats["last_error_time"] = time.time()
+        warn_limited(
+            "dropped:" + reason,
+            "readme_metrics: %d logs dropped (%s): %s",
+            len(batch),
+            reason.replace("_", " "),
+            message,
+        )
+
+    def _refused(self, batch: Batch, status: int, error: DeliveryError) -> None:
+        with self._cond:
+            stats = self._stats
+            stats["batches_failed"] += 1
+            stats["dropped"]["unauthorized"] += len(batch)
+            stats["last_error"] = str(error)
+            stats["last_error_time"] = time.time()
+        warn_limited(
+            "unauthorized",
+            "readme_metrics: the metrics API refused the API key (HTTP %d): check `api_key` in "
+            "MetricsApiConfig (the key is wrong, revoked or blocked); logs are dropped until it is fixed",
+            status,
+            every=300.0,
+        )
 
     def _send_sync(self, capture: Capture) -> None:
-        """``background_worker_mode=False``: build and send in the caller's thread."""
+        """``background_worker_mode=False``: build and send in the caller's thread, one
+        try per batch (a retry pause would stall the app's request)."""
         with self._send_lock:
             self._queue.append(capture)
             self._stats["queued"] += 1
@@ -252,18 +495,22 @@ class Client:
                 return
             batch = list(self._queue)
             self._queue.clear()
-        self._deliver(batch)
+        self._deliver(batch, retries=False)
 
     # -- control -----------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued now; True if the queue emptied within ``timeout``."""
+        """Send everything queued now; True if the queue emptied within ``timeout``.
+
+        Waits for the worker; if there is no worker (or it cannot be started, as at a
+        late stage of interpreter exit), delivers in the calling thread.
+        """
         if not self.config.background_worker_mode:
             with self._send_lock:
                 batch = list(self._queue)
                 self._queue.clear()
             if batch:
-                self._deliver(batch)
+                self._deliver(batch, retries=False)
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -273,38 +520,79 @@ class Client:
             self._cond.notify_all()
             try:
                 while self._queue or self._in_flight:
-                    if self._thread is None or not self._thread.is_alive():
-                        if not self._queue:
-                            break
-                        self._start_locked()
+                    if self._queue and (self._thread is None or not self._thread.is_alive()):
+                        try:
+                            self._start_locked()
+                        except RuntimeError:  # no new threads at interpreter shutdown
+                            self._thread = None
+                            self._drain_inline_locked(deadline)
+                            continue
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    self._cond.wait(remaining if remaining is None else min(remaining, 0.1))
+                    self._cond.wait(0.1 if remaining is None else min(remaining, 0.1))
             finally:
                 self._flushing -= 1
         return True
 
+    def _drain_inline_locked(self, deadline: float | None) -> None:
+        """Deliver the queue in this thread (the lock is released while sending)."""
+        while self._queue and (deadline is None or time.monotonic() < deadline):
+            batch = self._pop_locked()
+            self._cond.release()
+            try:
+                self._process(batch)
+            finally:
+                self._cond.acquire()
+
     def close(self, timeout: float | None = None) -> None:
-        """Flush within ``timeout`` (default ``shutdown_timeout``), then stop the worker."""
+        """Flush within ``timeout`` (default ``shutdown_timeout``), then stop the worker.
+
+        Retries stop at the deadline; what is still queued or in flight then is counted
+        as dropped (``shutdown``). The client may be used again afterwards (a new worker
+        starts with the next event).
+        """
         timeout = self.config.shutdown_timeout if timeout is None else timeout
-        if not self.flush(timeout):
-            with self._cond:
-                left = len(self._queue)
-            if left:
-                self._stats["dropped"]["shutdown"] += left
-                logger.warning("readme_metrics: %d logs not delivered before the shutdown deadline", left)
         with self._cond:
-            self._stopping = True
+            if os.getpid() != self._pid:
+                return
+            self._deadline = time.monotonic() + timeout
             self._cond.notify_all()
-        self.transport.close()
+        try:
+            if not self.flush(timeout):
+                with self._cond:
+                    left = len(self._queue)
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    if left:
+                        self._stats["dropped"]["shutdown"] += left
+                    self._stopping = True
+                    self._cond.notify_all()
+                    # The batch in flight ends within the deadline (its timeout was cut
+                    # to it); give the worker a moment to count it.
+                    end = time.monotonic() + 0.5
+                    while self._in_flight and time.monotonic() < end:
+                        self._cond.wait(end - time.monotonic())
+                    in_flight = self._in_flight
+                logger.warning(
+                    "readme_metrics: %d logs not delivered before the shutdown deadline (%gs)",
+                    left + in_flight,
+                    timeout,
+                )
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._deadline = None
+                self._cond.notify_all()
+            self.transport.close()
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot of the counters (see README, "Monitoring the SDK")."""
+        """A snapshot of the counters; every field is described in docs/delivery.md."""
         with self._cond:
             snapshot = dict(self._stats)
             snapshot["dropped"] = dict(self._stats["dropped"])
             snapshot["waiting"] = len(self._queue) + self._in_flight
+            snapshot["queue_bytes"] = self._queued_bytes
         return snapshot
 
 

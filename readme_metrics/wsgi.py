@@ -164,6 +164,11 @@ class WsgiMetricsMiddleware:
         self.hooks = Hooks(config)
         self._max_body = 0 if not config.log_body else config.max_body_bytes
 
+    def stats(self) -> dict[str, Any]:
+        """The delivery counters (events queued, sent, dropped by reason, retried, ...):
+        see ``docs/delivery.md``."""
+        return self.client.stats()
+
     def make_request(self, environ: WSGIEnvironment) -> Any:
         """The object the grouping function and the skip hook receive: a
         ``werkzeug.Request`` over the environ, whose body it must not read
