@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from readme_metrics import MetricsApiConfig, MetricsMiddleware
+from readme_metrics.webhooks import VerificationError, verify
 
 app = FastAPI()
 
@@ -48,6 +50,21 @@ async def countdown() -> StreamingResponse:
 @app.get("/fail")
 async def fail() -> None:
     raise RuntimeError("this endpoint always fails")
+
+
+WEBHOOK_SECRET = os.environ.get("README_WEBHOOK_SECRET", "local-webhook-secret")
+
+
+@app.post("/webhook")
+async def webhook(request: Request) -> JSONResponse:
+    """ReadMe asks who a documentation reader is: answer only a call signed by ReadMe."""
+    raw = await request.body()
+    try:
+        verify(raw, request.headers.get("readme-signature"), WEBHOOK_SECRET)
+    except VerificationError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=401)
+    email = json.loads(raw or b"{}").get("email", "")
+    return JSONResponse({"email": email, "keys": [{"name": "default", "apiKey": f"demo-key-for-{email}"}]})
 
 
 def identify(request: Any) -> dict[str, str] | None:

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from readme_metrics import MetricsApiConfig, MetricsMiddleware
+from readme_metrics.webhooks import VerificationError, verify
 
 app = Flask(__name__)
 
@@ -47,6 +48,20 @@ def countdown() -> Response:
 @app.get("/fail")
 def fail() -> Any:
     raise RuntimeError("this endpoint always fails")
+
+
+WEBHOOK_SECRET = os.environ.get("README_WEBHOOK_SECRET", "local-webhook-secret")
+
+
+@app.post("/webhook")
+def webhook() -> Any:
+    """ReadMe asks who a documentation reader is: answer only a call signed by ReadMe."""
+    try:
+        verify(request.get_data(), request.headers.get("ReadMe-Signature"), WEBHOOK_SECRET)
+    except VerificationError as exc:
+        return jsonify(error=str(exc)), 401
+    email = (request.get_json(silent=True) or {}).get("email", "")
+    return jsonify(email=email, keys=[{"name": "default", "apiKey": f"demo-key-for-{email}"}])
 
 
 def identify(req: Any) -> dict[str, str] | None:
