@@ -282,10 +282,10 @@ def body_fields(
 def _redact_json(doc: str | bytes, redactor: Redactor) -> str | None:
     """The document redacted and re-serialized; None if it does not parse (or is too deep)."""
     try:
-        value = json.loads(doc)
         if isinstance(doc, str) and not redactor.may_match(doc):
-            return doc  # valid, and nothing in it to redact: sent as written
-        return json.dumps(redactor.json(value), ensure_ascii=False, separators=(",", ":"))
+            json.loads(doc)  # valid, and nothing in it to redact: sent as written
+            return doc
+        return json.dumps(redactor.loads(doc), ensure_ascii=False, separators=(",", ":"))
     except (ValueError, RecursionError):
         return None
 

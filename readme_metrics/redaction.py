@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
@@ -77,7 +78,7 @@ class Redactor:
     :mod:`readme_metrics.bodies`); ``api_key`` is the key to scrub from every payload.
     """
 
-    __slots__ = ("active", "allow", "api_key", "deny", "max_body_bytes", "send_cookies")
+    __slots__ = ("_hook", "active", "allow", "api_key", "deny", "max_body_bytes", "send_cookies")
 
     def __init__(
         self,
@@ -95,6 +96,7 @@ class Redactor:
         self.send_cookies = send_cookies
         self.api_key = api_key if api_key and len(api_key) >= MIN_SCRUB_LENGTH else None
         self.max_body_bytes = max_body_bytes
+        self._hook = self._object_hook()
 
     @classmethod
     def from_config(cls, config: MetricsApiConfig) -> Redactor:
@@ -242,6 +244,35 @@ class Redactor:
         if isinstance(value, list):
             return [self._json(item) if isinstance(item, (dict, list)) else item for item in value]
         return value
+
+    def loads(self, text: str | bytes) -> Any:
+        """Parse a JSON text with the lists applied at every depth, as it is parsed.
+
+        Each object is judged by the parser's ``object_hook``, innermost first; an object
+        none of whose keys is listed is passed through untouched (checked in C). Raises
+        :class:`ValueError` (not JSON) or :class:`RecursionError` (too deep).
+        """
+        return json.loads(text, object_hook=self._hook)
+
+    def _object_hook(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        deny, allow, fold = self.deny, self.allow, str.casefold
+
+        def deny_only(obj: dict[str, Any]) -> dict[str, Any]:
+            if deny.isdisjoint(map(fold, obj)):
+                return obj
+            return {k: redacted(v) if fold(k) in deny else v for k, v in obj.items()}
+
+        def with_allow(obj: dict[str, Any]) -> dict[str, Any]:
+            out = {}
+            for k, v in obj.items():
+                f = fold(k)
+                if f in deny:
+                    out[k] = redacted(v)
+                elif f in allow:
+                    out[k] = v
+            return out
+
+        return with_allow if allow else deny_only
 
     def may_match(self, text: str) -> bool:
         """False only when a JSON text provably holds no denylisted key.

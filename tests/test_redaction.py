@@ -321,6 +321,23 @@ def test_property_allowlist_keeps_only_listed_keys_and_denylist_wins(
         assert kept in arrived
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "A", "b", "Key", "kEY", "c"]), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=json_values, deny=st.sets(st.sampled_from(["a", "KEY"])), allow=st.sets(st.sampled_from(["A", "b", "key"])))
+def test_property_parse_time_redaction_equals_the_tree_walk(doc: Any, deny: set[str], allow: set[str]) -> None:
+    redactor = Redactor(deny, allow)
+    assert redactor.loads(json.dumps(doc)) == redactor.json(doc)
+
+
 # ======================================================================================
 # Headers, query, URL
 # ======================================================================================
