@@ -26,7 +26,7 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import Client as WerkzeugClient
 
-from readme_metrics import MetricsApiConfig, _log
+from readme_metrics import MetricsApiConfig, MetricsMiddleware, _log
 from readme_metrics.retry import RETRYABLE_STATUSES, Retry, parse_retry_after
 from readme_metrics.testing import MemoryTransport
 from tests.apps import delivery_app
@@ -340,6 +340,11 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
     assert after["last_success"] <= time.time() and after["last_error"] is None
     after["dropped"]["x"] = 1  # a snapshot: changing it changes nothing
     assert app.middleware.stats()["dropped"] == {}
+    # The ASGI middleware offers the same.
+    from tests.apps.delivery_asgi_app import app as asgi_app
+
+    asgi = MetricsMiddleware(asgi_app, MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url))
+    assert set(asgi.stats()) == set(before) and asgi.stats()["queued"] == 0
 
 
 # -- MemoryTransport ----------------------------------------------------------------------
