@@ -202,6 +202,11 @@ class AsgiMetricsMiddleware:
         self.hooks = Hooks(config)
         self._max_body = 0 if not config.log_body else config.max_body_bytes
 
+    def stats(self) -> dict[str, Any]:
+        """The delivery counters (events queued, sent, dropped by reason, retried, ...):
+        see ``docs/delivery.md``."""
+        return self.client.stats()
+
     def make_request(self, scope: Scope, host: str, path: str) -> Any:
         """The object the grouping function and the skip hook receive (see the module
         docstring); framework integrations may override it."""
