@@ -1,7 +1,18 @@
 """Request-path decisions shared by both middlewares: log this request or not, and who.
 
 Everything here is cheap and guarded: a user hook that raises is logged (rate-limited)
-and the request still serves.
+and the request still serves. The filters, in the order they run (before any capture
+work; see ``docs/redaction.md``):
+
+- ``OPTIONS`` requests are not logged unless ``log_options_requests=True``.
+- ``exclude_paths``: shell-style globs matched against the whole path (``*`` also
+  crosses ``/``; case-sensitive): ``["/health", "/static/*"]``.
+- ``allowed_http_hosts``: exact hosts, case-insensitive; a host given without a port
+  matches any port, one given with a port only that port; ``*.example.com`` matches any
+  subdomain (not ``example.com`` itself). The ``Host`` header is what is matched;
+  ``X-Forwarded-Host`` (its first value) replaces it only with
+  ``trust_forwarded_headers=True``, as anyone can send that header.
+- The ``skip`` hook gets the request object; true skips. A hook that raises does not skip.
 """
 
 from __future__ import annotations
@@ -34,6 +45,14 @@ def _host_pattern(hosts: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("(?:" + "|".join(parts) + ")", re.IGNORECASE)
 
 
+def _without_root_dot(host: str) -> str:
+    """``example.com.`` (fully qualified, with the root's dot) is ``example.com``."""
+    name, sep, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not sep or not port.isdigit():
+        name, sep, port = host, "", ""
+    return name.rstrip(".") + sep + port if name.endswith(".") else host
+
+
 class Hooks:
     """The filters and user hooks of one configuration, compiled once."""
 
@@ -58,7 +77,7 @@ class Hooks:
                     if name.lower() == "x-forwarded-host" and value:
                         host = value.split(",")[0].strip()
                         break
-            if not self._hosts.fullmatch(host):
+            if not self._hosts.fullmatch(_without_root_dot(host)):
                 return False
         return True
 

@@ -799,6 +799,7 @@ def test_allowed_http_hosts() -> None:
     assert not allows("example.org")  # the wildcard is for subdomains
     assert not allows("evil-example.org") and not allows("api.example.com.evil.test")
     assert allows("local.test:8080") and not allows("local.test:8081") and not allows("local.test")
+    assert allows("api.example.com.") and allows("a.example.org.:80") and allows("local.test.:8080")
     # X-Forwarded-Host only when the proxy is trusted.
     assert not allows("internal:8000", [("X-Forwarded-Host", "api.example.com")])
     trusted = Hooks(config(allowed_http_hosts=["api.example.com"], trust_forwarded_headers=True))
