@@ -64,6 +64,17 @@ class _InputCopy:
             self._body.add(line)
         return lines
 
+    def readinto(self, buffer: Any) -> int | None:
+        # werkzeug's LimitedStream (Flask under its dev server, waitress...) reads this way.
+        if not hasattr(self._stream, "readinto"):
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        count: int | None = self._stream.readinto(buffer)
+        if count:
+            self._body.add(bytes(memoryview(buffer)[:count]))
+        return count
+
     def __iter__(self) -> Iterator[bytes]:
         for line in self._stream:
             self._body.add(line)
