@@ -483,3 +483,24 @@ def test_the_sdk_delivers_into_the_collector(server: Server, marker: str) -> Non
     assert entry["request"]["postData"]["text"] == '{"hello": "collector"}'
     assert entry["response"]["content"]["text"] == '{"hello": "collector"}'
     assert log["_version"] == 3
+
+
+# -- the main job ---------------------------------------------------------------------
+
+
+def test_the_demo_runs_end_to_end() -> None:
+    """``python3 dev.py demo``: collector + Flask example + SDK; every log arrives, redacted."""
+    done = subprocess.run(
+        [sys.executable, "examples/demo.py", "--no-wait", "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Sent 24 requests" in out and "24 logs arrived at the collector" in out
+    assert '"password":"[REDACTED 28]"' in out and "the secret appears nowhere" in out
+    assert "GET /countdown" in out and "Transfer-Encoding: chunked" in out
+    assert "Dashboard: http://127.0.0.1:" in out
