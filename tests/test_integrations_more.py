@@ -113,3 +113,39 @@ def test_documentation_link(api: MetricsStandIn, setup: Setup) -> None:
         assert response.header("x-documentation-url") is None
     else:
         assert response.header("x-documentation-url") == f"{setup.docs}/logs/{log['_id']}"
+
+
+def test_doclink_asks_the_right_api(api: MetricsStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    from readme_metrics import MetricsApiConfig
+    from readme_metrics.capture import BodyCopy, Capture
+    from readme_metrics.doclink import DocLink, project_api_url
+
+    monkeypatch.delenv("README_METRICS_SERVER", raising=False)
+    assert project_api_url(MetricsApiConfig("k", None)) == "https://dash.readme.com/api/v1"
+    assert project_api_url(MetricsApiConfig("k", None, metrics_server=api.url)) == api.url + "/v1"
+
+    def capture() -> Capture:
+        return Capture("GET", "http", "h", "/", "", "HTTP/1.1", None, [], BodyCopy(0), BodyCopy(0))
+
+    assert (
+        DocLink(MetricsApiConfig("k", None, base_log_url="https://d.test", documentation_header=False)).header(
+            capture()
+        )
+        is None
+    )
+    # A wrong key: the stand-in refuses, the header stays absent and the next ask is postponed.
+    link = DocLink(MetricsApiConfig("wrong-key", None, metrics_server=api.url))
+    assert link.header(capture()) is None
+    deadline = time.monotonic() + 10
+    while link._next_attempt == 0.0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert link.base is None and link.header(capture()) is None
+    # The right key: learned in the background, then every logged response gets its link.
+    link = DocLink(MetricsApiConfig("test-api-key", None, metrics_server=api.url))
+    assert link.header(capture()) is None
+    while link.base is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    c = capture()
+    assert link.header(c) == f"{FETCHED_BASE}/logs/{c.log_id}"
