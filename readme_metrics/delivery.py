@@ -244,10 +244,12 @@ class Client:
         if not self.config.background_worker_mode:
             self._send_sync(capture)
             return True
+        if os.getpid() != self._pid:
+            # Only if the at-fork hook did not run (os.fork from C code). Just after a fork
+            # the child has a single thread, so resetting outside the lock is safe.
+            self._reset()
         size = capture.approx_bytes
         with self._cond:
-            if os.getpid() != self._pid:
-                self._after_fork_locked()
             queue = self._queue
             if len(queue) >= self.config.max_queue_events or self._queued_bytes + size > self.config.max_queue_bytes:
                 self._stats["dropped"]["queue_full"] += 1
@@ -272,10 +274,6 @@ class Client:
         thread = threading.Thread(target=self._run, name="readme-metrics-worker", daemon=True)
         thread.start()
         self._thread = thread
-
-    def _after_fork_locked(self) -> None:
-        # Reached only if the at-fork hook did not run (e.g. os.fork from C code).
-        self._reset()
 
     # -- worker ------------------------------------------------------------------------
 

@@ -380,6 +380,21 @@ def test_memory_transport_collects_what_would_be_sent() -> None:
         MemoryTransport.attach(object())
 
 
+def test_a_fork_the_hook_missed_is_noticed_at_submit() -> None:
+    config = MetricsApiConfig("any-key", delivery_app.group)
+    sent = MemoryTransport.attach(config)
+    middleware = delivery_app.ControlledMiddleware(delivery_app.app, config)
+    with WerkzeugClient(middleware).get("/hello"):
+        pass
+    assert sent.flush() and middleware.stats()["sent"] == 1
+    middleware.client._pid = -1  # as if forked without os.register_at_fork running
+    with WerkzeugClient(middleware).get("/hello"):
+        pass
+    assert sent.flush() and len(sent.logs) == 2
+    assert middleware.stats()["sent"] == 1  # the "child" started with fresh counters
+    middleware.client.close(timeout=1)
+
+
 # -- real servers: the app's latency, SIGTERM, fork ---------------------------------------
 
 
