@@ -84,15 +84,14 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 def _decode_headers(raw: Any) -> list[tuple[str, str]]:
     """ASGI byte-string header pairs as (name, value) str pairs, order and repeats kept."""
-    out = []
-    for name, value in raw:
-        out.append(
-            (
-                name.decode("latin-1") if isinstance(name, bytes) else str(name),
-                value.decode("latin-1") if isinstance(value, bytes) else str(value),
-            )
-        )
-    return out
+    try:
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+    except (AttributeError, TypeError, ValueError):  # not bytes: tolerate, never raise into the app
+        return [(_text(item[0]), _text(item[1])) for item in raw]
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 class _Exchange:
@@ -257,6 +256,8 @@ class AsgiMetricsMiddleware:
             group = await Hooks.resolve(group)
         if group is None:
             return None
+        if not path.isascii():  # the capture holds the path's bytes as latin-1, as WSGI does
+            path = path.encode("utf-8", "surrogateescape").decode("latin-1")
         client = scope.get("client")
         return Capture(
             method=method,

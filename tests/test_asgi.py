@@ -569,3 +569,11 @@ def test_requests_not_logged_reach_the_app_untouched(api: MetricsStandIn) -> Non
     peer = Peer()
     run(MetricsMiddleware(app, config)(http_scope("h", path="/health"), peer.receive, peer.send))
     assert got == [(peer.receive, peer.send)]
+
+
+def test_non_ascii_path_is_percent_encoded_as_utf8(api: MetricsStandIn, config: MetricsApiConfig) -> None:
+    test_id = str(uuid.uuid4())
+    scope = http_scope(test_id, path="/café/✓", raw_path=b"/caf%C3%A9/%E2%9C%93")
+    run(MetricsMiddleware(respond(), config)(scope, Peer().receive, Peer().send))
+    e = entry(api.wait_for(with_header("x-test-id", test_id))[0])
+    assert e["request"]["url"] == "http://example.test/caf%C3%A9/%E2%9C%93?q=1"
