@@ -289,26 +289,26 @@ class Redactor:
     # -- the API key -----------------------------------------------------------------
 
     def scrub(self, value: Any) -> Any:
-        """Every string in ``value`` (dicts and lists walked, in place) without the API key."""
+        """Every string in ``value`` (dicts and lists walked, in place) without the API key.
+
+        Applied to the finished log, so whatever decoding produced a string (percent
+        escapes, JSON escapes, charsets, decompression), the key cannot survive in it.
+        """
         key = self.api_key
         if key is None:
             return value
         if isinstance(value, str):
             return value.replace(key, REDACTED) if key in value else value
-        if isinstance(value, dict):
-            for k, item in value.items():
-                if isinstance(item, str):
+        stack = [value] if isinstance(value, (dict, list)) else []
+        while stack:
+            node = stack.pop()
+            for k, item in node.items() if type(node) is dict else enumerate(node):
+                kind = type(item)
+                if kind is str:
                     if key in item:
-                        value[k] = item.replace(key, REDACTED)
-                elif isinstance(item, (dict, list)):
-                    self.scrub(item)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    if key in item:
-                        value[i] = item.replace(key, REDACTED)
-                elif isinstance(item, (dict, list)):
-                    self.scrub(item)
+                        node[k] = item.replace(key, REDACTED)
+                elif kind is dict or kind is list:
+                    stack.append(item)
         return value
 
     def scrub_bytes(self, data: bytes) -> bytes:

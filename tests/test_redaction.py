@@ -447,6 +447,24 @@ def test_api_key_never_appears(standin: MetricsStandIn, session: requests.Sessio
     assert entry(log)["request"]["postData"]["text"] == f"the key is {REDACTED}."
 
 
+def test_api_key_scrubbed_after_every_decoding() -> None:
+    escaped = b'{"a": "\\u0074' + API_KEY[1:].encode() + b'"}'  # a JSON escape for the "t"
+    assert API_KEY.encode() not in escaped
+    cases = [
+        make_capture(method="GET", query="k=%74" + API_KEY[1:]),  # percent-escaped
+        make_capture(request_headers=[("Content-Type", "application/json")], request_body=escaped),
+        make_capture(
+            request_headers=[("Content-Type", "text/plain; charset=utf-16")], request_body=API_KEY.encode("utf-16")
+        ),
+        make_capture(
+            request_headers=[("Content-Type", "text/plain"), ("Content-Encoding", "gzip")],
+            request_body=gzip.compress(API_KEY.encode()),
+        ),
+    ]
+    for capture in cases:
+        assert API_KEY not in json.dumps(build(capture, denylist=["x"]), ensure_ascii=False)
+
+
 # ======================================================================================
 # JSON bodies
 # ======================================================================================
