@@ -219,20 +219,25 @@ def test_api_unreachable_for_5s_then_up_every_event_arrives(make_app: Callable[.
     assert stats["sent"] == 23 and stats["dropped"] == {} and stats["retried"] >= 3
 
 
-def test_401_one_warning_events_dropped_no_retry_loop(
-    api: MetricsStandIn, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_key_one_warning_events_dropped_no_retry_loop(
+    api: MetricsStandIn, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
     _log._last.pop("unauthorized", None)
-    app = make_app(api.url, api_key="a-revoked-key", retry=FAST)
+    if status == 401:  # the stand-in refuses a key it does not know
+        app = make_app(api.url, api_key="a-revoked-key", retry=FAST)
+    else:  # a blocked key
+        api.faults.extend(Fault(403) for _ in range(3))
+        app = make_app(api.url, retry=FAST)
     with caplog.at_level(logging.WARNING, logger="readme_metrics"):
         for test_id in ids("401", 3):
             app.get(test_id)
             assert app.client.flush(timeout=5)
         time.sleep(0.3)  # room for a retry storm, if there were one
-    assert [p.status for p in api.posts] == [401, 401, 401]  # one post per batch
+    assert [p.status for p in api.posts] == [status] * 3  # one post per batch
     warnings = [r for r in caplog.records if "api_key" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
-    assert "401" in warnings[0].getMessage() and "MetricsApiConfig" in warnings[0].getMessage()
+    assert str(status) in warnings[0].getMessage() and "MetricsApiConfig" in warnings[0].getMessage()
     stats = app.client.stats()
     assert stats["dropped"] == {"unauthorized": 3} and stats["batches_failed"] == 3 and stats["retried"] == 0
 
