@@ -81,12 +81,37 @@ class Hooks:
                 return False
         return True
 
-    def skipped(self, request: Any) -> bool:
-        """The user's ``skip`` hook; a hook that raises does not skip."""
+    def skipped(self, request: Any, *, allow_async: bool = False) -> Any:
+        """The user's ``skip`` hook: True to leave the request out. A hook that raises does
+        not skip. An ``async def`` hook gives its awaitable when ``allow_async`` (ASGI: the
+        middleware awaits it with :meth:`resolve_skip`); under WSGI it cannot run, so it is
+        ignored with a warning."""
         if self.config.skip is None:
             return False
         try:
-            return bool(self.config.skip(request))
+            result = self.config.skip(request)
+        except Exception as exc:
+            warn_limited(
+                "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc
+            )
+            return False
+        if inspect.isawaitable(result):
+            if allow_async:
+                return result
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            warn_limited("skip_async", "readme_metrics: an async skip hook cannot run under WSGI; logging the request")
+            return False
+        return bool(result)
+
+    @staticmethod
+    async def resolve_skip(result: Any) -> bool:
+        """Await an async skip hook's result, guarded like :meth:`skipped`."""
+        if not inspect.isawaitable(result):
+            return bool(result)
+        try:
+            return bool(await result)
         except Exception as exc:
             warn_limited(
                 "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc

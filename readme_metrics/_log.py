@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -10,6 +11,15 @@ logger = logging.getLogger("readme_metrics")
 
 _lock = threading.Lock()
 _last: dict[str, tuple[float, int]] = {}
+
+
+def _reset_after_fork() -> None:
+    # A fork while another thread held the lock would leave it held forever in the child.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def warn_limited(key: str, message: str, *args: object, every: float = 60.0) -> None:

@@ -249,7 +249,8 @@ class AsgiMetricsMiddleware:
         if not hooks.allows(method, host, path, headers):
             return None
         request = self.make_request(scope, host, path) if hooks.needs_request else None
-        if hooks.skipped(request):
+        skip = hooks.skipped(request, allow_async=True)
+        if skip is not False and (await Hooks.resolve_skip(skip) if inspect.isawaitable(skip) else skip):
             return None
         group = hooks.group(request)
         if inspect.isawaitable(group):
