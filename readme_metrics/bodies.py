@@ -12,7 +12,7 @@ Runs on the worker thread only, on the copy the request path kept (at most
    never sent as if they were text.
 2. ``multipart/form-data`` (requests) becomes ``params``: fields as ``{name, value}``,
    file parts as ``{name, fileName, contentType, value: "", _size}``; file content is
-   never sent. Parsed here with a bounded splitter (part headers by :mod:`email`).
+   never sent. JSON fields are redacted as JSON bodies are (step 4). Parsed here with a bounded splitter (part headers by :mod:`email`).
    Multipart response bodies are replaced by :data:`MULTIPART`.
 3. ``application/x-www-form-urlencoded`` becomes ``params`` (requests) or its text
    rebuilt from the redacted pairs (responses).
@@ -183,6 +183,13 @@ def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) 
             if redactor.denied(name):
                 params.append({"name": name, "value": redactor.value(name, text)})
                 continue
+            if text is not None and (is_json(content_type or "") or text.lstrip()[:1] in ("{", "[")):
+                # A JSON field is redacted as a JSON body is (fail closed if declared JSON).
+                redacted_text = _redact_json(text, redactor)
+                if redacted_text is not None:
+                    text = redacted_text
+                elif is_json(content_type or ""):
+                    text = UNPARSABLE
         if text is None:
             param: dict[str, Any] = {"name": name, "value": "", "_size": len(content)}
             if filename is not None:

@@ -634,6 +634,20 @@ def test_multipart_fields_and_files() -> None:
     assert [p["name"] for p in post["params"]] == ["note", "doc"]
 
 
+def test_multipart_json_fields_are_redacted_as_json() -> None:
+    body = _multipart(
+        "XyZ",
+        ("meta", None, "application/json", b'{"user": {"token": "mp-json-secret-1"}}'),
+        ("undeclared", None, None, b'[{"token": "mp-json-secret-2"}]'),
+        ("broken", None, "application/json", b'{"token": "mp-json-secret-3"'),
+    )
+    capture = make_capture(request_headers=[("Content-Type", "multipart/form-data; boundary=XyZ")], request_body=body)
+    params = build(capture, denylist=["token"])["request"]["postData"]["params"]
+    assert json.loads(params[0]["value"]) == {"user": {"token": "[REDACTED 16]"}}
+    assert json.loads(params[1]["value"]) == [{"token": "[REDACTED 16]"}]
+    assert params[2]["value"] == UNPARSABLE
+
+
 def test_multipart_delimiter_inside_content_cannot_fake_a_part() -> None:
     fake = b'x--XyZ\r\nContent-Disposition: form-data; name="harmless"\r\n\r\nmp-secret-2'
     body = _multipart("XyZ", ("password", None, None, fake))
