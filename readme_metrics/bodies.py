@@ -12,10 +12,12 @@ Runs on the worker thread only, on the copy the request path kept (at most
    never sent as if they were text.
 2. ``multipart/form-data`` (requests) becomes ``params``: fields as ``{name, value}``,
    file parts as ``{name, fileName, contentType, value: "", _size}``; file content is
-   never sent. JSON fields are redacted as JSON bodies are (step 4). Parsed here with a bounded splitter (part headers by :mod:`email`).
-   Multipart response bodies are replaced by :data:`MULTIPART`.
+   never sent. JSON fields are redacted as JSON bodies are (step 4). Parsed here with a
+   bounded splitter (part headers by :mod:`email`). Multipart response bodies are
+   replaced by :data:`MULTIPART`.
 3. ``application/x-www-form-urlencoded`` becomes ``params`` (requests) or its text
-   rebuilt from the redacted pairs (responses).
+   rebuilt from the redacted pairs (responses). A field (or query parameter) whose value
+   is a JSON document is redacted at every depth too.
 4. JSON (``application/json``, ``*/*+json``, ``text/json``): with a list configured, the
    document is parsed, redacted at every depth and re-serialized. Text bodies that look
    like JSON (``{`` or ``[`` first) are redacted the same way when they parse.
@@ -31,7 +33,6 @@ form cut short is still parsed: every complete pair is judged by its name.)
 from __future__ import annotations
 
 import base64
-import json
 import zlib
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -288,13 +289,7 @@ def body_fields(
 
 def _redact_json(doc: str | bytes, redactor: Redactor) -> str | None:
     """The document redacted and re-serialized; None if it does not parse (or is too deep)."""
-    try:
-        if isinstance(doc, str) and not redactor.may_match(doc):
-            json.loads(doc)  # valid, and nothing in it to redact: sent as written
-            return doc
-        return json.dumps(redactor.loads(doc), ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, RecursionError):
-        return None
+    return redactor.json_text(doc)
 
 
 def _text_or_marker(out: dict[str, Any], data: bytes, text: str | None, redactor: Redactor, marker: str | None) -> None:

@@ -138,8 +138,14 @@ class Redactor:
         out = []
         for name, value in pairs:
             new = self.value(name, value)
-            if new is not _DROP:
-                out.append({"name": name, "value": new})
+            if new is _DROP:
+                continue
+            if new is value and value[:1] in ("{", "["):
+                # A JSON document in a parameter is redacted at every depth too.
+                doc = self.json_text(value)
+                if doc is not None:
+                    new = doc
+            out.append({"name": name, "value": new})
         return out
 
     def query(self, query: str) -> list[tuple[str, str]]:
@@ -273,6 +279,17 @@ class Redactor:
             return out
 
         return with_allow if allow else deny_only
+
+    def json_text(self, text: str | bytes) -> str | None:
+        """A JSON text with the lists applied, re-serialized compactly; None if it does not
+        parse (or is too deep). A text :meth:`may_match` clears is returned as written."""
+        try:
+            if isinstance(text, str) and not self.may_match(text):
+                json.loads(text)
+                return text
+            return json.dumps(self.loads(text), ensure_ascii=False, separators=(",", ":"))
+        except (ValueError, RecursionError):
+            return None
 
     def may_match(self, text: str) -> bool:
         """False only when a JSON text provably holds no denylisted key.

@@ -579,6 +579,18 @@ def test_urlencoded_form_request_and_response() -> None:
     assert e["response"]["content"]["text"] == "user=ann&PASSWORD=%5BREDACTED%2013%5D&empty="
 
 
+def test_json_inside_form_fields_and_query_parameters() -> None:
+    doc = json.dumps({"user": {"token": "nested-secret-1"}})
+    capture = make_capture(
+        query=urlencode({"filter": doc}),
+        request_headers=[("Content-Type", "application/x-www-form-urlencoded")],
+        request_body=urlencode({"data": doc}).encode(),
+    )
+    e = build(capture, denylist=["token"])
+    assert "nested-secret-1" not in json.dumps(e)
+    assert json.loads(e["request"]["postData"]["params"][0]["value"]) == {"user": {"token": "[REDACTED 15]"}}
+
+
 def test_truncated_form_is_parsed_pair_by_pair() -> None:
     body = b"a=1&password=form-secret-long&b=" + b"x" * 100
     capture = make_capture(
