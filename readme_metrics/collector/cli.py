@@ -18,6 +18,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -27,10 +28,6 @@ from readme_metrics.collector.storage import Storage
 
 DEFAULT_PORT = 8787
 DEFAULT_DB = "readme-metrics.sqlite3"
-
-
-class _SigtermError(Exception):
-    """Raised by the SIGTERM handler to leave ``serve_forever``."""
 
 
 def _non_negative_float(text: str) -> float:
@@ -133,12 +130,13 @@ def serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise _SigtermError
+        # shutdown() waits for serve_forever() to return: call it from another thread.
+        threading.Thread(target=collector.httpd.shutdown, daemon=True).start()
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         collector.serve_forever()
-    except (KeyboardInterrupt, _SigtermError):
+    except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)

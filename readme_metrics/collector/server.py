@@ -188,12 +188,14 @@ class Collector:
     def serve_forever(self) -> None:
         """Serve in this thread until :meth:`stop` (from another thread) or an exception."""
         self._start_pruner()
-        self.httpd.serve_forever()
+        self.httpd.serve_forever(poll_interval=0.1)
 
     def start(self) -> Collector:
         """Serve on a background thread."""
         self._start_pruner()
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="readme-metrics-collector", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="readme-metrics-collector", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -303,7 +305,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise HttpError(400, "malformed Content-Length") from None
         if length > limit:
-            self.close_connection = True
+            if length <= 2 * limit:  # read it, so that the client gets the answer, not a reset
+                while length > 0:
+                    chunk = self.rfile.read(min(length, 65536))
+                    if not chunk:
+                        break
+                    length -= len(chunk)
+            else:
+                self.close_connection = True
             raise HttpError(413, f"the body is larger than {limit} bytes")
         return self.rfile.read(length)
 
