@@ -89,7 +89,6 @@ PEERS: dict[str, dict[str, Any]] = {
 SHARED_DISTS = ("flask", "werkzeug", "fastapi", "starlette", "gunicorn", "uvicorn", "requests", "pydantic")
 TARGETS = {"ratio": 0.90, "added_p99_ms": 1.0, "ttfb_ms": 10.0, "delivery_eps": 10_000}
 SDK_LABELS = {"bare": "bare", "ours": "readme_metrics (this repo)", **{k: v["label"] for k, v in PEERS.items()}}
-SDK_KEYS = {"ours": "bench-ours", "readme340": "bench-readme340", "moesif": "bench-moesif"}
 DEFAULT_MAX_BODY = 1024 * 1024
 
 
@@ -106,8 +105,27 @@ def free_port() -> int:
 # -- environments ---------------------------------------------------------------------------
 
 
+#: --compare NAME=DIR: more copies of the package run as variants "ours@NAME".
+COMPARE: dict[str, str] = {}
+
+
+def is_ours(variant: str) -> bool:
+    return variant == "ours" or variant.startswith("ours@")
+
+
+def label(variant: str) -> str:
+    if variant.startswith("ours@"):
+        return f"readme_metrics @{variant[5:]}"
+    return SDK_LABELS[variant]
+
+
+def sink_key(variant: str) -> str:
+    """The API key (or app id) a variant delivers with: the sink counts per key."""
+    return "bench-" + variant.replace("@", "-")
+
+
 def venv_python(variant: str) -> Path:
-    return OURS_PY if variant in ("bare", "ours") else VENVS / variant / "bin" / "python"
+    return OURS_PY if variant == "bare" or is_ours(variant) else VENVS / variant / "bin" / "python"
 
 
 def dist_versions(python: Path, names: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -119,7 +137,7 @@ def dist_versions(python: Path, names: tuple[str, ...] | list[str]) -> dict[str,
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))"
     )
-    result = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=False)
+    result = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=False, cwd=VENVS)
     return json.loads(result.stdout) if result.returncode == 0 else {}
 
 
@@ -145,7 +163,7 @@ def ensure_venv(name: str, packages: list[str], check: str) -> tuple[bool, str]:
             tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:] if isinstance(exc.stderr, str) else []
             return False, "pip failed: " + " | ".join(tail)
         stamp.write_text(wanted)
-    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False)
+    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False, cwd=VENVS)
     if result.returncode != 0:
         return False, (result.stderr.strip().splitlines() or ["import failed"])[-1]
     return True, ""
@@ -176,11 +194,16 @@ class Server:
         self.port = free_port()
         bindir = venv_python(variant).parent
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if variant.startswith("ours@"):
+            sdk_path = COMPARE[variant[5:]]
+        elif variant != "ours":
+            sdk_path = None
         env.update(
-            BENCH_SDK="none" if variant == "bare" else variant,
+            BENCH_SDK="none" if variant == "bare" else "ours" if is_ours(variant) else variant,
+            BENCH_KEY=sink_key(variant),
             BENCH_SINK=sink,
             README_METRICS_SERVER=sink,
-            PYTHONPATH=(sdk_path + os.pathsep if sdk_path and variant == "ours" else "") + str(APPS),
+            PYTHONPATH=(sdk_path + os.pathsep if sdk_path else "") + str(APPS),
         )
         if framework == "flask":
             argv = [str(bindir / "gunicorn"), "-k", "gthread", "--threads", "8", "-w", "1"]
@@ -318,6 +341,7 @@ class CaseResult:
     endpoint: str
     runs: dict[str, list[WrkRun]] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
+    posts: dict[str, int] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)
 
     def ratios(self, variant: str) -> list[float]:
@@ -344,6 +368,7 @@ class CaseResult:
                     added_p99_ms=statistics.median(self.added_p99(variant)),
                     served=self.served.get(variant, 0),
                     delivered=self.delivered.get(variant, 0),
+                    posts=self.posts.get(variant, 0),
                 )
             out[variant] = row
         return out
@@ -381,8 +406,9 @@ def throughput(framework: str, variants: list[str], args: argparse.Namespace, si
             after = sink_stats(sink)
             for variant in servers:
                 if variant != "bare":
-                    key = SDK_KEYS[variant]
-                    case.delivered[variant] = after.get(key, {}).get("events", 0) - before.get(key, {}).get("events", 0)
+                    key = sink_key(variant)
+                    for what, into in (("events", case.delivered), ("posts", case.posts)):
+                        into[variant] = after.get(key, {}).get(what, 0) - before.get(key, {}).get(what, 0)
             print_case(case)
             results.append(case)
     finally:
@@ -399,9 +425,10 @@ def print_case(case: CaseResult) -> None:
         if variant == "bare":
             continue
         say(
-            f"    {SDK_LABELS[variant]:<28} ratio {row['ratio']:.2f} [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]"
+            f"    {label(variant):<28} ratio {row['ratio']:.2f} [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]"
             f"  {row['rps']:7.0f} req/s  p99 {row['p99_ms']:6.2f} ms ({row['added_p99_ms']:+.2f})"
-            f"  delivered {row['delivered']}/{row['served']}" + (f"  errors {row['errors']}" if row["errors"] else "")
+            f"  delivered {row['delivered']}/{row['served']} in {row['posts']} posts"
+            + (f"  errors {row['errors']}" if row["errors"] else "")
         )
 
 
@@ -508,7 +535,7 @@ def streaming(framework: str, variants: list[str], args: argparse.Namespace, sin
     bare = out.get("bare", {}).get("ttfb_ms")
     for variant, row in out.items():
         added = "" if bare is None or variant == "bare" else f" ({row['ttfb_ms'] - bare:+.1f})"
-        line = f"    {SDK_LABELS[variant]:<28} TTFB {row['ttfb_ms']:6.1f} ms{added}  total {row['total_ms']:6.0f} ms"
+        line = f"    {label(variant):<28} TTFB {row['ttfb_ms']:6.1f} ms{added}  total {row['total_ms']:6.0f} ms"
         if "growth_mib" in row:
             line += (
                 f"  RSS idle {row['idle_mib']:5.1f} MiB, +{row['growth_mib']:6.1f} MiB while streaming"
@@ -522,21 +549,25 @@ def streaming(framework: str, variants: list[str], args: argparse.Namespace, sin
 
 
 def delivery_rate(args: argparse.Namespace, sink: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "README_METRICS_SERVER")}
-    if args.sdk_path:
-        env["PYTHONPATH"] = args.sdk_path
-    argv = [str(OURS_PY), str(BENCH / "delivery_rate.py"), "--url", sink, "--events", str(args.events), "--json"]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
-        say(f"  delivery rate failed: {result.stderr.strip()[-500:]}")
-        return {}
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    for name, row in data.items():
-        say(
-            f"    {name:<12} {row['events_per_s']:8.0f} events/s  ({row['events']} events, {row['posts']} posts,"
-            f" {row['seconds']:.2f} s; build {row['build_us']:.0f} us/event, encode {row['encode_us']:.0f} us/event)"
-        )
-    return data
+    out: dict[str, Any] = {}
+    for suffix, sdk_path in [("", args.sdk_path), *((f"@{n}", d) for n, d in COMPARE.items())]:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "README_METRICS_SERVER")}
+        if sdk_path:
+            env["PYTHONPATH"] = sdk_path
+        argv = [str(OURS_PY), str(BENCH / "delivery_rate.py"), "--url", sink, "--events", str(args.events), "--json"]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if result.returncode != 0:
+            say(f"  delivery rate{suffix} failed: {result.stderr.strip()[-500:]}")
+            continue
+        data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        for name, row in data.items():
+            out[name + suffix] = row
+            say(
+                f"    {name + suffix:<14} {row['events_per_s']:8.0f} events/s  ({row['events']} events,"
+                f" {row['posts']} posts, {row['seconds']:.2f} s; build {row['build_us']:.0f} us/event,"
+                f" encode {row['encode_us']:.0f} us/event)"
+            )
+    return out
 
 
 # -- profiling ------------------------------------------------------------------------------
@@ -573,14 +604,35 @@ def profile(args: argparse.Namespace, sink: str) -> None:
             server.stop()
 
 
-def summarize_profile(path: Path, top: int = 12) -> None:
-    """Who holds the GIL: per thread, SDK frames on the request path, top SDK functions."""
+#: SDK functions that hand control to the app or the server: time below them is theirs.
+PASS_THROUGH = {
+    "WsgiMetricsMiddleware.__call__",
+    "_Response.__iter__",
+    "_Response.close",
+    "_InputCopy.read",
+    "_InputCopy.readline",
+    "_InputCopy.readlines",
+    "_InputCopy.__iter__",
+    "_Exchange.start_response.<locals>._start_response",
+    "_Exchange.start_response.<locals>._start_response.<locals>._write",
+    "AsgiMetricsMiddleware.__call__",
+    "_Exchange.receive",
+    "_Exchange.send",
+}
+
+
+def summarize_profile(path: Path, top: int = 14) -> None:
+    """Who holds the GIL: the worker thread, the SDK on the request path, the app and server.
+
+    A sample counts for the SDK when its innermost SDK frame is the leaf, or calls a library
+    on the SDK's behalf (werkzeug, json, requests...); below a pass-through frame (the SDK
+    calling the app, or reading from the server) it counts for the app.
+    """
     if not path.exists():
         say(f"    (no profile written: {path.name})")
         return
-    threads: dict[str, int] = {}
-    sdk_self: dict[str, int] = {}
-    sdk_incl: dict[str, int] = {}
+    kinds: dict[str, int] = {}
+    where: dict[str, int] = {}
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -588,26 +640,41 @@ def summarize_profile(path: Path, top: int = 12) -> None:
             count = int(count_text)
         except ValueError:
             continue
-        frames = stack.split(";")
+        frames = [f.strip() for f in stack.split(";")]
         total += count
-        is_worker = any("delivery.py" in f and "_run" in f for f in frames)
-        kind = "delivery worker" if is_worker else "request threads / event loop"
-        threads[kind] = threads.get(kind, 0) + count
-        sdk_frames = [f for f in frames if "readme_metrics" in f]
-        if sdk_frames:
-            key = ("worker: " if is_worker else "request: ") + short_frame(sdk_frames[-1])
-            sdk_self[key] = sdk_self.get(key, 0) + count
-            for f in set(sdk_frames):
-                k = ("worker: " if is_worker else "request: ") + short_frame(f)
-                sdk_incl[k] = sdk_incl.get(k, 0) + count
+        worker = "readme-metrics-worker" in frames[0] or any(f.startswith("Client._run (") for f in frames)
+        sdk_at = [i for i, f in enumerate(frames) if "readme_metrics" in f]
+        if worker:
+            kind = "SDK worker thread"
+        elif not sdk_at:
+            kind = "app + server"
+        else:
+            i = sdk_at[-1]
+            name = short_frame(frames[i]).split(":", 1)[1]
+            kind = "app + server" if i < len(frames) - 1 and name in PASS_THROUGH else "SDK request path"
+        kinds[kind] = kinds.get(kind, 0) + count
+        if kind.startswith("SDK") and sdk_at:
+            i = sdk_at[-1]
+            key = ("worker  " if worker else "request ") + short_frame(frames[i])
+            if i < len(frames) - 1:
+                key += " -> " + library_of(frames[i + 1])
+            where[key] = where.get(key, 0) + count
     if not total:
         return
-    say("    GIL samples: " + ", ".join(f"{k} {v / total:.0%}" for k, v in threads.items()))
-    request_sdk = sum(v for k, v in sdk_self.items() if k.startswith("request: "))
-    say(f"    SDK frames on the request path: {request_sdk / total:.1%} of GIL samples")
-    say("    top SDK frames (innermost SDK frame, share of all GIL samples):")
-    for key, count in sorted(sdk_self.items(), key=lambda kv: -kv[1])[:top]:
+    order = ("app + server", "SDK request path", "SDK worker thread")
+    say("    GIL samples: " + ", ".join(f"{k} {kinds.get(k, 0) / total:.1%}" for k in order))
+    say("    where the SDK's share goes (innermost SDK frame -> library it was in):")
+    for key, count in sorted(where.items(), key=lambda kv: -kv[1])[:top]:
         say(f"      {count / total:6.1%}  {key}")
+
+
+def library_of(frame: str) -> str:
+    """'func (/x/site-packages/requests/sessions.py:12)' -> 'requests'."""
+    match = re.match(r".*? \((.*):\d+\)", frame)
+    if not match:
+        return frame
+    path = match[1].split("site-packages/", 1)[-1]
+    return path.lstrip("/").split("/", 1)[0].removesuffix(".py")
 
 
 def short_frame(frame: str) -> str:
@@ -649,11 +716,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--variants", default="ours,readme340,moesif", help="SDKs beside the bare app")
     p.add_argument("--no-peers", action="store_true", help="only this repository's SDK")
     p.add_argument("--sdk-path", help="run 'ours' from DIR/readme_metrics (to measure a change)")
+    p.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run DIR/readme_metrics as variant ours@NAME, interleaved with the others (repeatable)",
+    )
     p.add_argument("--only", default="throughput,streaming,delivery", help="parts to run")
     p.add_argument("--ttfb-tries", type=int, default=5)
     p.add_argument("--no-rss", action="store_true", help="skip the 100 MB peak-RSS measure")
     p.add_argument("--events", type=int, default=20_000, help="events for the delivery rate")
     p.add_argument("--profile", action="store_true", help="record py-spy profiles of the wrapped servers")
+    p.add_argument("--table", metavar="JSON", help="print the markdown tables of a results file, run nothing")
     p.add_argument("--json", dest="json_out", help="write the results here (default bench/results/<time>.json)")
     args = p.parse_args(argv)
     if args.quick:
@@ -665,6 +740,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         variants = [v for v in variants if v == "ours"]
     args.variants = variants
     args.only = set(args.only.split(","))
+    for item in args.compare:
+        name, sep, where = item.partition("=")
+        if not sep or not (Path(where) / "readme_metrics" / "__init__.py").exists():
+            p.error(f"--compare {item}: give NAME=DIR, DIR holding a readme_metrics package")
+        COMPARE[name] = str(Path(where).resolve())
+        args.variants.append(f"ours@{name}")
     if args.sdk_path:
         args.sdk_path = str(Path(args.sdk_path).resolve())
         if not (Path(args.sdk_path) / "readme_metrics" / "__init__.py").exists():
@@ -674,6 +755,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.table:
+        say(markdown(json.loads(Path(args.table).read_text())))
+        return 0
     if shutil.which("wrk") is None:
         say("wrk is not installed. Install it (Debian/Ubuntu): sudo apt-get install -y wrk")
         say("(macOS: brew install wrk). Then run the benchmark again.")
@@ -724,10 +808,60 @@ def main(argv: list[str]) -> int:
             results["delivery"] = delivery_rate(args, sink)
 
     say("\n" + verdict(results))
+    say("\n" + markdown(results))
     out = Path(args.json_out) if args.json_out else RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     say(f"results: {out}")
     return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as the tables of docs/benchmarks.md."""
+    m = results["machine"]
+    a = results.get("args", {})
+    out = [
+        f"Run {m['date']} on {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, Linux {m['kernel']};"
+        f" load average at start {m['loadavg_at_start']}; {a.get('rounds')} rounds x {a.get('duration')} s,"
+        f" wrk -c{a.get('connections')}." + (f" 'ours' from `{a['sdk_path']}`." if a.get("sdk_path") else ""),
+        "",
+        "| case | SDK | req/s | ratio (min-max) | p99 ms | added p99 ms | delivered / served (posts) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in results.get("throughput", []):
+        name = f"{case['framework']} {'GET /ping' if case['endpoint'] == 'ping' else 'POST /echo'}"
+        for variant, row in case["summary"].items():
+            if variant == "bare":
+                out.append(f"| {name} | bare | {row['rps']:.0f} | 1 | {row['p99_ms']:.2f} | | |")
+                continue
+            out.append(
+                f"| {name} | {label(variant)} | {row['rps']:.0f} | **{row['ratio']:.2f}**"
+                f" ({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | {row['p99_ms']:.2f}"
+                f" | {row['added_p99_ms']:+.2f} | {row['delivered']} / {row['served']} ({row.get('posts', '?')}) |"
+            )
+    if results.get("streaming"):
+        out += [
+            "",
+            "| server | SDK | TTFB ms (added) | RSS idle MiB | RSS growth streaming 100 MB, MiB |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for framework, rows in results["streaming"].items():
+            bare = rows.get("bare", {}).get("ttfb_ms")
+            for variant, row in rows.items():
+                added = "" if bare is None or variant == "bare" else f" ({row['ttfb_ms'] - bare:+.1f})"
+                rss = f"{row['idle_mib']:.1f} | {row['growth_mib']:.1f}" if "growth_mib" in row else "- | -"
+                out.append(f"| {framework} | {label(variant)} | {row['ttfb_ms']:.1f}{added} | {rss} |")
+    if results.get("delivery"):
+        out += [
+            "",
+            "| delivery (one process) | events/s | posts | build us/event | encode us/event |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, row in results["delivery"].items():
+            out.append(
+                f"| {name} | {row['events_per_s']:.0f} | {row['posts']} | {row['build_us']:.0f}"
+                f" | {row['encode_us']:.0f} |"
+            )
+    return "\n".join(out)
 
 
 def verdict(results: dict[str, Any]) -> str:

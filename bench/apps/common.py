@@ -17,6 +17,8 @@ from typing import Any
 SDK = os.environ.get("BENCH_SDK", "none")
 SINK = os.environ.get("BENCH_SINK", "http://127.0.0.1:9")
 KEYS = {"ours": "bench-ours", "readme340": "bench-readme340", "moesif": "bench-moesif"}
+if os.environ.get("BENCH_KEY"):  # bench/run.py gives each variant its own key
+    KEYS[SDK] = os.environ["BENCH_KEY"]
 DOCS = "https://docs.example.test"
 #: Bytes of GET /big (a streamed response for the peak-RSS measure), in 64 KiB chunks.
 BIG_BYTES = int(os.environ.get("BENCH_BIG_BYTES", str(100 * 1024 * 1024)))
