@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import bottle
@@ -72,6 +72,12 @@ def _bottle_ping() -> str:
 def _bottle_echo() -> bytes:
     bottle.response.content_type = bottle.request.content_type or "application/octet-stream"
     return bytes(bottle.request.body.read())
+
+
+@_bottle.get("/stream")
+def _bottle_stream() -> Iterator[bytes]:
+    bottle.response.content_type = "text/plain"
+    return (f"bottle {i}\n".encode() for i in range(5))
 
 
 bottle_bare = _bottle
