@@ -65,6 +65,26 @@ Log = dict[str, Any]
 #: gzip level of compressed uploads: most of level 9's gain on JSON at a fraction of its cost.
 GZIP_LEVEL = 5
 
+#: After this many seconds of work the worker pauses for a moment (``time.sleep(0)``, about
+#: 50-70 us on Linux), so that a waiting app thread takes the GIL: without it the app's
+#: request waits up to the interpreter's switch interval (5 ms) behind the worker.
+YIELD_AFTER = 0.001
+
+
+def _yield_gil(since: float) -> float:
+    """Pause if the worker has held on for ``YIELD_AFTER`` since ``since``; the new mark."""
+    now = time.perf_counter()
+    if now - since < YIELD_AFTER:
+        return since
+    time.sleep(0)
+    return time.perf_counter()
+
+
+#: Under load, at most one post per this many seconds (unless ``max_batch_events`` wait):
+#: a busy API's events leave in a few large posts, not one post per request. An event that
+#: arrives after a quiet spell still leaves at once.
+MIN_POST_GAP = 0.2
+
 
 class DeliveryError(Exception):
     """The metrics API did not accept a batch.
@@ -123,14 +143,16 @@ def encode(logs: list[Log]) -> bytes:
 
 def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
     """A :class:`Batch` of the logs that encode, and how many did not (a mask hook may
-    return values JSON cannot hold; only those logs are lost, not their batch)."""
-    try:
-        return Batch(logs, _dumps(logs)), 0
-    except (TypeError, ValueError, RecursionError):
-        pass
+    return values JSON cannot hold; only those logs are lost, not their batch).
+
+    Encoded log by log: ``json.dumps`` holds the GIL for the whole call, and one call for a
+    batch of hundreds of logs would stall the app's threads for milliseconds.
+    """
     kept: list[Log] = []
     parts: list[bytes] = []
+    mark = time.perf_counter()
     for log in logs:
+        mark = _yield_gil(mark)
         try:
             parts.append(_dumps(log))
         except (TypeError, ValueError, RecursionError):
@@ -207,6 +229,9 @@ class Client:
     def __init__(self, config: MetricsApiConfig, transport: Transport | None = None) -> None:
         self.config = config
         self.redactor = Redactor.from_config(config)
+        # The API key as it appears in encoded JSON: the batch is searched for it once.
+        key = self.redactor.api_key
+        self._key_json = _dumps(key)[1:-1] if key else None
         self.retry: Retry = config.retry or Retry()
         self._make_transport: Callable[[], Transport] = (
             (lambda: transport) if transport else (lambda: HttpTransport(config))
@@ -226,6 +251,7 @@ class Client:
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._send_lock = threading.Lock()
+        self._last_take = float("-inf")
         self.transport = self._make_transport()
         self._stats: dict[str, Any] = _new_stats()
 
@@ -259,7 +285,9 @@ class Client:
                 queue.append(capture)
                 self._queued_bytes += size
                 self._stats["queued"] += 1
-                if len(queue) == 1 or len(queue) >= self.config.buffer_length:
+                n = len(queue)
+                # Wake the worker only at the sizes it waits for (not at every event).
+                if n == 1 or n == self.config.buffer_length or n == self.config.max_batch_events:
                     self._cond.notify_all()
                 if self._thread is None:
                     self._start_locked()
@@ -293,6 +321,14 @@ class Client:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            # Under load, let the batch grow: one post per MIN_POST_GAP at most.
+            gap_end = self._last_take + MIN_POST_GAP
+            while len(self._queue) < cfg.max_batch_events and not self._stopping and not self._flushing:
+                remaining = gap_end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._last_take = time.monotonic()
             return self._pop_locked()
 
     def _pop_locked(self) -> list[Capture]:
@@ -323,7 +359,9 @@ class Client:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
         cfg = self.config
         try:
-            log = build_log(capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body)
+            log = build_log(
+                capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body, scrub=False
+            )
         except Exception as exc:
             self._count_dropped("build_error", 1)
             warn_limited("build", "readme_metrics: could not build a log (%s: %s)", type(exc).__name__, exc)
@@ -346,10 +384,19 @@ class Client:
         return log
 
     def _prepare(self, captures: list[Capture]) -> Batch | None:
-        logs = [log for log in map(self.build, captures) if log is not None]
+        logs: list[Log] = []
+        mark = time.perf_counter()
+        for capture in captures:
+            log = self.build(capture)
+            if log is not None:
+                logs.append(log)
+            mark = _yield_gil(mark)  # the app's threads first: a batch is built in short slices
         if not logs:
             return None
         batch, unencodable = encode_batch(logs)
+        if self._key_json is not None and self._key_json in batch.body:
+            # Rare: the API key is somewhere in the batch. Scrub every log and encode again.
+            batch, unencodable = encode_batch([self.redactor.scrub(log) for log in logs])
         if unencodable:
             self._count_dropped("encode_error", unencodable)
             warn_limited("encode", "readme_metrics: %d logs are not JSON-serializable (mask hook?)", unencodable)

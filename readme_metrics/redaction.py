@@ -29,6 +29,7 @@ default header rules and the API key scrub.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -62,6 +63,7 @@ def redacted(value: Any) -> str:
     return REDACTED
 
 
+@functools.lru_cache(maxsize=1024)  # the same callers' keys come again and again
 def mask(secret: str) -> str:
     """``sha512-<base64 digest>?<last 4>``: correlatable, never the secret itself."""
     digest = base64.b64encode(hashlib.sha512(secret.encode("utf-8")).digest()).decode("ascii")

@@ -26,7 +26,7 @@ from readme_metrics import MetricsApiConfig
 from readme_metrics._hooks import Hooks
 from readme_metrics.bodies import ENCODED, MULTIPART, TRUNCATED, UNPARSABLE, decompress
 from readme_metrics.capture import BodyCopy, Capture
-from readme_metrics.delivery import Client, encode
+from readme_metrics.delivery import Client
 from readme_metrics.har import build_log
 from readme_metrics.redaction import REDACTED, Redactor, mask, redacted
 from tests.standin import MetricsStandIn, entry, header_value
@@ -90,13 +90,14 @@ def config(**options: Any) -> MetricsApiConfig:
 
 
 def deliver(standin: MetricsStandIn, session: requests.Session, capture: Capture, cfg: MetricsApiConfig) -> str:
-    """Build the log with a real Client, post it to the stand-in; the JSON that arrived."""
-    log = Client(cfg).build(capture)
-    assert log is not None
+    """Build the batch with a real Client (as its worker does), post it to the stand-in;
+    the JSON that arrived."""
+    batch = Client(cfg)._prepare([capture])
+    assert batch is not None
     before = len(standin.logs)
     response = session.post(
         f"{standin.url}/v1/request",
-        data=encode([log]),
+        data=batch.body,
         headers={
             "Authorization": "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode(),
             "Content-Type": "application/json",
