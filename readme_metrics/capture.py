@@ -8,9 +8,19 @@ happen later, on the worker thread (see :mod:`readme_metrics.har`).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def new_log_id() -> str:
+    """A random (version 4) UUID as text: the ``_id`` of a log. Cheaper than ``uuid.uuid4()``."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class BodyCopy:

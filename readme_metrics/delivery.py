@@ -50,6 +50,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the [fast] extra is optional
+    _orjson = None  # type: ignore[assignment]
+
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.capture import Capture
@@ -133,6 +138,13 @@ class Transport(Protocol):
 
 
 def _dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON: with ``orjson`` when installed (the ``[fast]`` extra: about ten
+    times faster, and it holds the GIL that much less), else with the standard library."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value, option=_orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # what orjson cannot encode, json may (e.g. integers past 64 bits)
+            pass
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -32,7 +32,6 @@ import base64
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ import requests
 
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
+from readme_metrics.capture import new_log_id
 from readme_metrics.config import DEFAULT_METRICS_SERVER
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class DocLink:
                 self._start_fetch()
             return None
         if capture.log_id is None:
-            capture.log_id = str(uuid.uuid4())
+            capture.log_id = new_log_id()
         return f"{base}/logs/{capture.log_id}"
 
     def add_to(self, capture: Capture, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import platform
-import uuid
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -25,7 +25,7 @@ from urllib.parse import quote
 from readme_metrics._log import warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.bodies import body_fields
-from readme_metrics.capture import Capture
+from readme_metrics.capture import Capture, new_log_id
 from readme_metrics.redaction import Redactor, encode_pairs, mask
 
 CREATOR = {
@@ -63,27 +63,26 @@ def iso_time(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+#: Paths made only of these characters go into the URL as they are (no quoting work).
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~%]+")
+
+
 def status_text(status: int, reason: str | None) -> str:
-    if reason:
-        return reason
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    """The reason phrase the app gave, else the standard one, else ``""``."""
+    return reason or _PHRASES.get(status, "")
 
 
-def header(headers: list[tuple[str, str]], name: str) -> str | None:
-    """First value of a header, by case-insensitive name."""
-    name = name.lower()
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
+def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case header name → its first value (one pass instead of one per lookup)."""
+    return {name.lower(): value for name, value in reversed(headers)}
 
 
 def _url(capture: Capture, query: list[dict[str, str]] | None) -> str:
     """The request URL; with ``query`` (redacted pairs), its query rebuilt from them."""
-    path = quote(capture.path.encode("latin-1", "replace") if capture.path else b"/", safe="/:@!$&'()*+,;=-._~%")
+    path = capture.path or "/"
+    if not _PLAIN_PATH.fullmatch(path):
+        path = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~%")
     url = f"{capture.scheme}://{capture.host}{path}"
     if query is None:
         if capture.query:
@@ -125,16 +124,18 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
         "bodySize": capture.request_body.size,
     }
     if log_body and capture.request_body.size:
+        sent = _first_values(capture.request_headers)
         request["postData"] = body_fields(
             capture.request_body,
-            header(capture.request_headers, "content-type"),
+            sent.get("content-type"),
             redactor,
             request=True,
-            content_encoding=header(capture.request_headers, "content-encoding"),
+            content_encoding=sent.get("content-encoding"),
         )
 
     content: dict[str, Any] = {"size": capture.response_body.size, "mimeType": ""}
-    response_type = header(capture.response_headers, "content-type")
+    answered = _first_values(capture.response_headers)
+    response_type = answered.get("content-type")
     if log_body and capture.response_body.size:
         content.update(
             body_fields(
@@ -142,7 +143,7 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
                 response_type,
                 redactor,
                 request=False,
-                content_encoding=header(capture.response_headers, "content-encoding"),
+                content_encoding=answered.get("content-encoding"),
             )
         )
     else:
@@ -194,7 +195,7 @@ def build_log(
         warn_limited("group", "readme_metrics: %s; logging the request as anonymous", exc)
         group = dict(ANONYMOUS_GROUP)
     log = {
-        "_id": capture.log_id or str(uuid.uuid4()),
+        "_id": capture.log_id or new_log_id(),
         "_version": 3,
         "group": group,
         "clientIPAddress": capture.client_address or "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import threading
 import time
@@ -257,3 +258,18 @@ def test_dispatch_tells_wsgi_from_asgi() -> None:
 
     assert is_asgi_app(asgi_app) and is_asgi_app(AsgiObject())
     assert not is_asgi_app(hello_app)
+
+
+def test_json_encoding_is_the_same_with_and_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    from readme_metrics import delivery
+
+    capture = make_capture(request_headers=[("Content-Type", "application/json"), ("X-Name", "Zoë 日本")])
+    capture.request_body.add('{"city": "Zürich", "n": 1}'.encode())
+    capture.finish(completed=True)
+    logs = [build_log(capture, Redactor(), development=False), {"big": 2**70, 1: "non-str key"}]
+    assert delivery._orjson is not None, "the test extra installs orjson"
+    fast = delivery.encode(logs)
+    monkeypatch.setattr(delivery, "_orjson", None)
+    slow = delivery.encode(logs)
+    assert json.loads(fast) == json.loads(slow)
+    assert "Zürich".encode() in slow and "日本".encode() in fast  # UTF-8, not \\u escapes
