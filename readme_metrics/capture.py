@@ -31,7 +31,8 @@ class BodyCopy:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.size = 0
-        self._buf = bytearray()
+        # A bytearray while the exchange runs; bytes once read (see ``data``).
+        self._buf: bytearray | bytes = bytearray()
 
     def add(self, chunk: bytes) -> None:
         n = len(chunk)
@@ -44,7 +45,11 @@ class BodyCopy:
 
     @property
     def data(self) -> bytes:
-        return bytes(self._buf)
+        """The kept bytes. The copy turns immutable on first read, so reading it again
+        makes no further copy (the worker reads it once the exchange is over)."""
+        if isinstance(self._buf, bytearray):
+            self._buf = bytes(self._buf)
+        return self._buf
 
     @property
     def kept(self) -> int:

@@ -170,7 +170,13 @@ def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
         except (TypeError, ValueError, RecursionError):
             continue
         kept.append(log)
-    return Batch(kept, b"[" + b",".join(parts) + b"]"), len(logs) - len(kept)
+    pieces = [b"["]
+    for part in parts:
+        pieces += (part, b",")
+    pieces[-1] = b"]"  # the last comma, or the opening bracket of an empty batch
+    if len(pieces) == 1:
+        pieces.append(b"]")
+    return Batch(kept, b"".join(pieces)), len(logs) - len(kept)
 
 
 class HttpTransport:
@@ -358,13 +364,14 @@ class Client:
             self._process(batch)
 
     def _process(self, batch: list[Capture]) -> None:
+        count = len(batch)  # _prepare empties the list as soon as the logs are built
         try:
             self._deliver(batch)
         except Exception:  # never let the worker die
             logger.exception("readme_metrics: unexpected error in the delivery worker")
         finally:
             with self._cond:
-                self._in_flight -= len(batch)
+                self._in_flight -= count
                 self._cond.notify_all()
 
     def build(self, capture: Capture) -> Log | None:
@@ -403,6 +410,7 @@ class Client:
             if log is not None:
                 logs.append(log)
             mark = _yield_gil(mark)  # the app's threads first: a batch is built in short slices
+        captures.clear()  # their body copies are in the logs now: free them before encoding
         if not logs:
             return None
         batch, unencodable = encode_batch(logs)
