@@ -63,12 +63,11 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
 from readme_metrics.capture import BodyCopy, Capture
-from readme_metrics.delivery import client_for
-from readme_metrics.doclink import doclink_for
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -190,21 +189,12 @@ class _Exchange:
         self.client.submit(capture)
 
 
-class AsgiMetricsMiddleware:
+class AsgiMetricsMiddleware(Adapter):
     """Log every HTTP exchange of an ASGI 3 app to the metrics API. See the module docstring."""
 
     def __init__(self, app: ASGIApp, config: MetricsApiConfig) -> None:
+        super().__init__(config)
         self.app = app
-        self.config = config
-        self.client = client_for(config)
-        self.doclink = doclink_for(config)
-        self.hooks = Hooks(config)
-        self._max_body = 0 if not config.log_body else config.max_body_bytes
-
-    def stats(self) -> dict[str, Any]:
-        """The delivery counters (events queued, sent, dropped by reason, retried, ...):
-        see ``docs/delivery.md``."""
-        return self.client.stats()
 
     def make_request(self, scope: Scope, host: str, path: str) -> Any:
         """The object the grouping function and the skip hook receive (see the module
@@ -269,8 +259,8 @@ class AsgiMetricsMiddleware:
             http_version="HTTP/" + scope.get("http_version", "1.1"),
             client_address=client[0] if client else None,
             request_headers=headers,
-            request_body=BodyCopy(self._max_body),
-            response_body=BodyCopy(self._max_body),
+            request_body=BodyCopy(self.max_body),
+            response_body=BodyCopy(self.max_body),
             group=group,
         )
 

@@ -41,11 +41,11 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
+from readme_metrics._adapter import Adapter
 from readme_metrics._hooks import Hooks
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.config import MetricsApiConfig
-from readme_metrics.delivery import client_for
-from readme_metrics.doclink import HEADER, doclink_for
+from readme_metrics.doclink import HEADER
 from readme_metrics.wsgi import _header_name, _InputCopy, _server_host, read_unread_body
 
 __all__ = ["MetricsMiddleware"]
@@ -146,7 +146,7 @@ class _Exchange:
         self.middleware.client.submit(capture)
 
 
-class MetricsMiddleware:
+class MetricsMiddleware(Adapter):
     """Log every request of a Django project. See the module docstring.
 
     ``config`` defaults to ``settings.README_METRICS_CONFIG`` (a ``MetricsApiConfig``).
@@ -164,11 +164,7 @@ class MetricsMiddleware:
             raise ImproperlyConfigured(
                 "readme_metrics: settings.README_METRICS_CONFIG must be a readme_metrics.MetricsApiConfig"
             )
-        self.config = config
-        self.client = client_for(config)
-        self.doclink = doclink_for(config)
-        self.hooks = Hooks(config)
-        self.max_body = 0 if not config.log_body else config.max_body_bytes
+        super().__init__(config)
         fn = config.grouping_function
         self._async_group = fn is not None and iscoroutinefunction(fn)
         self._async = iscoroutinefunction(get_response)

@@ -30,10 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request
 
-from readme_metrics._hooks import Hooks
+from readme_metrics._adapter import Adapter
 from readme_metrics.capture import BodyCopy, Capture
-from readme_metrics.delivery import client_for
-from readme_metrics.doclink import doclink_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -164,21 +162,12 @@ class _Exchange:
         self.middleware.client.submit(capture)
 
 
-class WsgiMetricsMiddleware:
+class WsgiMetricsMiddleware(Adapter):
     """Log every request of a WSGI app to the metrics API. See the module docstring."""
 
     def __init__(self, app: WSGIApplication, config: MetricsApiConfig) -> None:
+        super().__init__(config)
         self.app = app
-        self.config = config
-        self.client = client_for(config)
-        self.doclink = doclink_for(config)
-        self.hooks = Hooks(config)
-        self._max_body = 0 if not config.log_body else config.max_body_bytes
-
-    def stats(self) -> dict[str, Any]:
-        """The delivery counters (events queued, sent, dropped by reason, retried, ...):
-        see ``docs/delivery.md``."""
-        return self.client.stats()
 
     def make_request(self, environ: WSGIEnvironment) -> Any:
         """The object the grouping function and the skip hook receive: a
@@ -227,8 +216,8 @@ class WsgiMetricsMiddleware:
             http_version=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
             client_address=environ.get("REMOTE_ADDR"),
             request_headers=headers,
-            request_body=BodyCopy(self._max_body),
-            response_body=BodyCopy(self._max_body),
+            request_body=BodyCopy(self.max_body),
+            response_body=BodyCopy(self.max_body),
             group=group,
         )
         if "wsgi.input" in environ and (environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ):
@@ -237,7 +226,7 @@ class WsgiMetricsMiddleware:
 
     def _read_unread_body(self, environ: WSGIEnvironment, capture: Capture) -> None:
         """A body the app never read: take up to ``max_body_bytes`` of it for the log."""
-        read_unread_body(environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, self._max_body)
+        read_unread_body(environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, self.max_body)
 
 
 def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:

@@ -1,0 +1,33 @@
+"""What every adapter (WSGI, ASGI, Django) holds for its configuration.
+
+Per configuration, shared by all requests: the delivery client, the documentation link,
+the compiled filters and hooks, and the body bound. Per-request state never lives here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from readme_metrics._hooks import Hooks
+from readme_metrics.delivery import client_for
+from readme_metrics.doclink import doclink_for
+
+if TYPE_CHECKING:
+    from readme_metrics.config import MetricsApiConfig
+
+
+class Adapter:
+    """The base of the middlewares: ``client``, ``doclink``, ``hooks``, ``max_body``."""
+
+    def __init__(self, config: MetricsApiConfig) -> None:
+        self.config = config
+        self.client = client_for(config)
+        self.doclink = doclink_for(config)
+        self.hooks = Hooks(config)
+        #: Most bytes of each body copied for the log (0 with ``log_body=False``).
+        self.max_body = config.max_body_bytes if config.log_body else 0
+
+    def stats(self) -> dict[str, Any]:
+        """The delivery counters (events queued, sent, dropped by reason, retried, ...):
+        see ``docs/delivery.md``."""
+        return self.client.stats()
