@@ -460,9 +460,11 @@ def test_sigterm_to_gunicorn_flushes_the_queue(api: MetricsStandIn, worker: str,
 
 
 def test_gunicorn_preload_4_workers_each_delivers_its_own(api: MetricsStandIn) -> None:
-    env = {"README_METRICS_SERVER": api.url, **QUEUED_ENV, "RM_BUFFER_LENGTH": "5"}
+    # buffer_length 100 > the 61 events: every worker still holds all of its own at SIGTERM,
+    # and must deliver them itself (a worker posting for another would break the pid check).
+    env = {"README_METRICS_SERVER": api.url, **QUEUED_ENV, "RM_BUFFER_LENGTH": "100"}
     server = gunicorn("tests.apps.delivery_app:wrapped", env, "--preload", "-w", "4")
-    wanted = ids("preload", 61)  # 61: some worker must hold a partial batch (5 per batch)
+    wanted = ids("preload", 61)
     served_by = set(send_all(server, wanted, "/pid?0.1", workers=12))  # slow: spreads the load
     assert len(served_by) > 1, "requests did not spread over the workers"
     assert_sigterm_flushes(api, server, wanted)
