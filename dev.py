@@ -4,7 +4,7 @@
     python3 dev.py demo     # the main job: demo app + SDK + local metrics endpoint
     python3 dev.py test     # ruff, mypy and the whole test suite (what CI runs)
     python3 dev.py lint     # ruff and mypy only
-    python3 dev.py bench    # the benchmark (see bench/README.md)
+    python3 dev.py bench    # the benchmark (see docs/benchmarks.md)
 
 Extra arguments after ``test`` go to pytest (``python3 dev.py test -k wsgi -x``).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PY = BIN / "python"
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".installed"
 
 
@@ -33,8 +33,16 @@ def run(*cmd: str | Path, **kw: object) -> None:
 
 def ensure_env() -> None:
     """Create .venv and install the package with its test extras when pyproject changes."""
-    if not PY.exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script may run on an older python3
+        sys.exit(f"python3 >= 3.10 is needed (this is {sys.version.split()[0]})")
+    if not PY.exists() or subprocess.run([PY, "-m", "pip", "--version"], capture_output=True).returncode:
+        # New, or left half-made by an earlier failure: build it afresh.
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            shutil.rmtree(VENV, ignore_errors=True)
+            sys.exit(f"cannot create .venv with pip ({exc}); on Debian/Ubuntu: apt-get install python3-venv")
+        STAMP.unlink(missing_ok=True)
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
@@ -56,8 +64,11 @@ def ensure_system_packages(commands: dict[str, list[str]]) -> None:
         print(f"note: please install {' '.join(missing)} (Debian packages) for the tests that need them", flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run("apt-get", "update", "-qq", env=env)
-    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+    try:
+        run("apt-get", "update", "-qq", env=env)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+    except subprocess.CalledProcessError:
+        print(f"note: could not install {' '.join(missing)}; the tests that need them will fail", flush=True)
 
 
 def lint() -> None:
@@ -71,8 +82,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
-    ensure_env()
     try:
+        ensure_env()
         if command == "lint":
             lint()
         elif command == "test":
@@ -80,7 +91,9 @@ def main(argv: list[str]) -> int:
             lint()
             run(PY, "-m", "pytest", *rest)
         elif command == "demo":
-            run(PY, "examples/demo.py", *rest)
+            # Replace this process: Ctrl-C then reaches the demo alone, which cleans up.
+            os.chdir(ROOT)
+            os.execv(PY, [str(PY), "examples/demo.py", *rest])
         elif command == "bench":
             ensure_system_packages({"wrk": ["wrk"]})
             run(PY, "bench/run.py", *rest)

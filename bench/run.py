@@ -217,7 +217,11 @@ class Server:
         self.proc = subprocess.Popen(
             argv, cwd=APPS, env=env, stdout=self._log, stderr=self._log, start_new_session=True
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # never leave a server behind in its own session
+            raise
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -231,7 +235,6 @@ class Server:
                 raise RuntimeError(f"GET /ping answered {status}: {self.log_tail()}")
             except OSError:
                 time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"not ready in {timeout:.0f}s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 3) -> str:

@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log
     logging.getLogger("examples.flask.app").setLevel(logging.CRITICAL)  # /fail raises on purpose
+    # Everything here talks to 127.0.0.1: never through a proxy the environment may name.
+    for var in ("no_proxy", "NO_PROXY"):
+        os.environ[var] = ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"]))
 
     tmp = None
     if args.db is None:

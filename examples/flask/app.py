@@ -1,6 +1,6 @@
 """An example Flask API wrapped by readme_metrics.
 
-    README_METRICS_SERVER=http://127.0.0.1:8900 python examples/flask/app.py
+    README_METRICS_SERVER=http://127.0.0.1:8787 python examples/flask/app.py
 
 ``README_METRICS_SERVER`` points the SDK at a metrics endpoint (the local collector:
 ``readme-metrics serve``); without it, logs go to the hosted API with ``README_API_KEY``.
