@@ -67,7 +67,7 @@ from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
-from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -247,8 +247,7 @@ class AsgiMetricsMiddleware(Adapter):
             group = await Hooks.resolve(group)
         if group is None:
             return None
-        if not path.isascii():  # the capture holds the path's bytes as latin-1, as WSGI does
-            path = path.encode("utf-8", "surrogateescape").decode("latin-1")
+        path = path_as_latin1(path)  # the capture holds the path's bytes as latin-1, as WSGI does
         client = scope.get("client")
         return Capture(
             method=method,
@@ -280,7 +279,7 @@ class AsgiMetricsMiddleware(Adapter):
         except RuntimeError:  # not asyncio (trio): the flush at interpreter exit still runs
             return
         try:
-            await loop.run_in_executor(None, self.client.flush, self.config.shutdown_timeout)
+            await loop.run_in_executor(None, self.client.close, self.config.shutdown_timeout)
         except Exception:
             logger.exception("readme_metrics: error while flushing at lifespan shutdown")
 

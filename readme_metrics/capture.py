@@ -14,6 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def path_as_latin1(path: str) -> str:
+    """A decoded (Unicode) path in the capture's convention: its UTF-8 bytes as latin-1
+    characters, as WSGI's ``PATH_INFO`` carries them (the builder percent-encodes them)."""
+    return path if path.isascii() else path.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def host_with_port(name: str, port: str | int | None, scheme: str) -> str:
+    """``name[:port]`` as a ``Host`` header says it: the default port of the scheme left
+    out, an IPv6 address in brackets."""
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    if port is None or str(port) == "" or str(port) == ("443" if scheme == "https" else "80"):
+        return name
+    return f"{name}:{port}"
+
+
 def new_log_id() -> str:
     """A random (version 4) UUID as text: the ``_id`` of a log. Cheaper than ``uuid.uuid4()``."""
     b = bytearray(os.urandom(16))
@@ -34,7 +50,7 @@ class BodyCopy:
         # A bytearray while the exchange runs; bytes once read (see ``data``).
         self._buf: bytearray | bytes = bytearray()
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, chunk: bytes | bytearray | memoryview) -> None:
         n = len(chunk)
         if not n:
             return
@@ -107,7 +123,11 @@ class Capture:
         self.end_mono = time.monotonic()
         self.completed = completed
         if error is not None:
-            self.error = f"{type(error).__name__}: {error}"[:500]
+            try:
+                text = str(error)
+            except Exception:  # an exception whose __str__ fails must not replace the app's
+                text = "<unprintable>"
+            self.error = f"{type(error).__name__}: {text}"[:500]
         if server_500:
             self.status, self.reason, self.response_headers = 500, None, []
         if self.response_start_mono is None:

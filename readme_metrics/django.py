@@ -43,10 +43,10 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 
 from readme_metrics._adapter import Adapter
 from readme_metrics._hooks import Hooks
-from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
 from readme_metrics.config import MetricsApiConfig
 from readme_metrics.doclink import HEADER
-from readme_metrics.wsgi import _header_name, _InputCopy, _server_host, read_unread_body
+from readme_metrics.wsgi import _InputCopy, environ_headers, read_unread_body
 
 __all__ = ["MetricsMiddleware"]
 
@@ -206,13 +206,8 @@ class MetricsMiddleware(Adapter):
         """Start a capture before the view runs (None when the filters leave it out)."""
         meta = request.META
         method = request.method or "GET"
-        path = request.path
-        headers = [(_header_name(k), v) for k, v in meta.items() if k.startswith("HTTP_")]
-        if meta.get("CONTENT_TYPE"):
-            headers.append(("Content-Type", meta["CONTENT_TYPE"]))
-        if meta.get("CONTENT_LENGTH"):
-            headers.append(("Content-Length", meta["CONTENT_LENGTH"]))
-        host = meta.get("HTTP_HOST") or _server_host(meta)
+        path = path_as_latin1(request.path)
+        headers, host = environ_headers(meta)
         if not self.hooks.allows(method, host, path, headers):
             return None
         scope = getattr(request, "scope", None)

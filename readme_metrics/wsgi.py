@@ -11,10 +11,13 @@ What it does with each request:
 - The grouping function is called once, with a ``werkzeug.Request`` over the environ
   (its body is not read). ``None`` means "do not log"; the app still serves.
 - ``wsgi.input`` is wrapped so that whatever the app reads (``read()``, ``read(n)``,
-  ``readline()``, iteration) is copied, up to ``max_body_bytes``, as it passes. If the app
-  reads nothing of a body with a known length, up to ``max_body_bytes`` of it is read
-  after the response, for the log.
-- The response iterable is passed through chunk by chunk (never joined); ``write()`` from
+  ``readline()``, ``readinto()``, iteration) is copied, up to ``max_body_bytes``, as it
+  passes. A body the app never reads is read for the log after the response only when
+  the server has already buffered it (waitress, test clients); from a socket (gunicorn)
+  it is not, since a client that never sends it would hold the worker: the log then has
+  the declared ``bodySize`` and no text.
+- The response iterable is passed through chunk by chunk (never joined), keeping its
+  ``len()`` when it has one (servers frame responses by it); ``write()`` from
   ``start_response`` is supported; the app iterable's ``close()`` is always called.
 - The log is finalized once, when the server calls ``close()``: complete if the iterable
   was exhausted, incomplete otherwise (client gone). An exception from the app is
@@ -25,13 +28,14 @@ The request path does nothing else: HAR building, redaction and I/O run on the w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request
 
 from readme_metrics._adapter import Adapter
-from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics._log import warn_limited
+from readme_metrics.capture import BodyCopy, Capture, host_with_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -70,7 +74,7 @@ class _InputCopy:
             return len(data)
         count: int | None = self._stream.readinto(buffer)
         if count:
-            self._body.add(bytes(memoryview(buffer)[:count]))
+            self._body.add(memoryview(buffer)[:count])  # BodyCopy keeps (copies) only what fits
         return count
 
     def __iter__(self) -> Iterator[bytes]:
@@ -107,6 +111,14 @@ class _Response:
                 close()
         finally:
             self._exchange.finish()
+
+
+class _SizedResponse(_Response):
+    """For an app iterable with a length (a list): servers use ``len()`` to frame the
+    response (waitress and wsgiref add ``Content-Length`` when it is 1), so it stays."""
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
 
 
 class _Exchange:
@@ -176,7 +188,11 @@ class WsgiMetricsMiddleware(Adapter):
         return Request(environ, shallow=True)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        capture = self._capture(environ)
+        try:
+            capture = self._capture(environ)
+        except Exception as exc:  # a bug of ours (or of a make_request override): serve untouched
+            warn_limited("capture", "readme_metrics: could not capture a request (%s: %s)", type(exc).__name__, exc)
+            capture = None
         if capture is None:
             return self.app(environ, start_response)
         exchange = _Exchange(self, capture, environ)
@@ -186,18 +202,13 @@ class WsgiMetricsMiddleware(Adapter):
             exchange.error = exc
             exchange.finish()
             raise
-        return _Response(result, exchange)
+        return (_SizedResponse if hasattr(type(result), "__len__") else _Response)(result, exchange)
 
     def _capture(self, environ: WSGIEnvironment) -> Capture | None:
         """A capture for this request, or None when it is not to be logged."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        headers = [(_header_name(k), v) for k, v in environ.items() if k.startswith("HTTP_")]
-        if environ.get("CONTENT_TYPE"):
-            headers.append(("Content-Type", environ["CONTENT_TYPE"]))
-        if environ.get("CONTENT_LENGTH"):
-            headers.append(("Content-Length", environ["CONTENT_LENGTH"]))
-        host = environ.get("HTTP_HOST") or _server_host(environ)
+        headers, host = environ_headers(environ)
         hooks = self.hooks
         if not hooks.allows(method, host, path, headers):
             return None
@@ -230,8 +241,12 @@ class WsgiMetricsMiddleware(Adapter):
 
 
 def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:
-    """Up to ``limit`` bytes of a body nobody read, through its :class:`_InputCopy`, for the log
-    (shared with the Django middleware)."""
+    """A body nobody read, for the log (shared with the Django middleware).
+
+    Only from a stream the server has already buffered (seekable: waitress, test clients):
+    reading the socket itself could block on a client that never sends its body. Otherwise
+    the log keeps the declared size and no text.
+    """
     if not isinstance(stream, _InputCopy) or capture.request_body.size or not limit:
         return
     try:
@@ -241,18 +256,33 @@ def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: 
     if length <= 0:
         return
     try:
-        stream.read(min(length, limit))
+        if _buffered(stream._stream):
+            stream.read(min(length, limit))
     except Exception:  # the server may have closed the stream; the log keeps what it has
-        return
+        pass
     capture.request_body.size = max(capture.request_body.size, length)
+
+
+def _buffered(stream: Any) -> bool:
+    """Whether reading ``stream`` cannot wait on the network (an in-memory or file buffer)."""
+    try:
+        return bool(stream.seekable())
+    except Exception:
+        return False
+
+
+def environ_headers(environ: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
+    """The request headers of a WSGI environ (CGI names made HTTP names) and its host."""
+    headers = [(_header_name(k), v) for k, v in environ.items() if k.startswith("HTTP_")]
+    if environ.get("CONTENT_TYPE"):
+        headers.append(("Content-Type", environ["CONTENT_TYPE"]))
+    if environ.get("CONTENT_LENGTH"):
+        headers.append(("Content-Length", environ["CONTENT_LENGTH"]))
+    host = environ.get("HTTP_HOST") or host_with_port(
+        environ.get("SERVER_NAME", "localhost"), environ.get("SERVER_PORT"), environ.get("wsgi.url_scheme", "http")
+    )
+    return headers, host
 
 
 def _header_name(cgi_name: str) -> str:
     return cgi_name[5:].replace("_", "-").title()
-
-
-def _server_host(environ: WSGIEnvironment) -> str:
-    name = environ.get("SERVER_NAME", "localhost")
-    port = environ.get("SERVER_PORT", "")
-    default = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
-    return name if not port or port == default else f"{name}:{port}"

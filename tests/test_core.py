@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,8 +19,9 @@ from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import Client
 from readme_metrics.har import build_log, iso_time, status_text
 from readme_metrics.redaction import Redactor, mask
+from readme_metrics.testing import MemoryTransport
 from readme_metrics.wsgi import WsgiMetricsMiddleware
-from tests.standin import Fault, MetricsStandIn, entry, with_header
+from tests.standin import Fault, MetricsStandIn, entry, wait_until, with_header
 
 
 @pytest.fixture
@@ -184,9 +184,8 @@ def test_full_queue_drops_and_counts_without_blocking(api: MetricsStandIn) -> No
     config = MetricsApiConfig("test-api-key", group_of, metrics_server=api.url, max_queue_events=2, timeout=10)
     client = Client(config)
     client.submit(make_capture(request_headers=[("X-Test-Id", "first")]))
-    api_deadline = time.monotonic() + 2
-    while client.stats()["waiting"] and not client._in_flight and time.monotonic() < api_deadline:
-        time.sleep(0.01)
+    # The worker took it (nothing queued, one event waiting): the post is held by the API.
+    wait_until(lambda: (client.stats()["queue_bytes"], client.stats()["waiting"]) == (0, 1), what="first post sent")
     results: list[bool] = []
     submitter = threading.Thread(
         target=lambda: results.extend(
@@ -212,7 +211,28 @@ def test_background_mode_off_sends_synchronously(api: MetricsStandIn) -> None:
     assert api.logs == []  # waits for buffer_length
     client.submit(make_capture())
     assert len(api.logs) == 2  # sent before submit returned
-    assert threading.active_count() >= 1 and client._thread is None
+    assert client._thread is None
+    # flush() sends a partial buffer at once.
+    client.submit(make_capture(request_headers=[("X-Test-Id", "partial")]))
+    assert api.matching(with_header("X-Test-Id", "partial")) == []
+    assert client.flush(timeout=5) is True
+    assert len(api.matching(with_header("X-Test-Id", "partial"))) == 1
+    stats = client.stats()
+    assert stats["queued"] == stats["sent"] == 3 and stats["waiting"] == 0 and stats["batches_sent"] == 2
+
+
+def test_background_mode_off_counts_a_failed_delivery_without_retrying(api: MetricsStandIn) -> None:
+    api.faults.append(Fault(503))
+    config = MetricsApiConfig(
+        "test-api-key", group_of, metrics_server=api.url, background_worker_mode=False, buffer_length=2
+    )
+    client = Client(config)
+    client.submit(make_capture())
+    client.submit(make_capture())  # the one try fails: no retry pause in the app's thread
+    assert [p.status for p in api.posts] == [503] and api.logs == []
+    stats = client.stats()
+    assert stats["dropped"] == {"delivery_error": 2} and stats["batches_failed"] == 1 and stats["retried"] == 0
+    assert "503" in stats["last_error"] and stats["waiting"] == 0
 
 
 # -- guarded hooks, in process ---------------------------------------------------------
@@ -236,7 +256,7 @@ def test_a_hook_that_raises_does_not_break_the_app(
     assert isinstance(middleware, WsgiMetricsMiddleware)
     with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": hook}) as response:
         assert response.status_code == 200 and response.data == b"hello"
-    middleware.client.flush(timeout=5)
+    assert middleware.client.flush(timeout=5)
     assert "exploded" in caplog.text
     logs = api.matching(with_header("X-Test-Id", hook))
     if hook == "mask":
@@ -266,10 +286,60 @@ def test_json_encoding_is_the_same_with_and_without_orjson(monkeypatch: pytest.M
     capture = make_capture(request_headers=[("Content-Type", "application/json"), ("X-Name", "Zoë 日本")])
     capture.request_body.add('{"city": "Zürich", "n": 1}'.encode())
     capture.finish(completed=True)
-    logs = [build_log(capture, Redactor(), development=False), {"big": 2**70, 1: "non-str key"}]
+    logs: list[dict[Any, Any]] = [build_log(capture, Redactor(), development=False), {"big": 2**70, 1: "non-str key"}]
     assert delivery._orjson is not None, "the test extra installs orjson"
-    fast = delivery.encode(logs)
+    fast = delivery.encode_batch(logs)[0].body
     monkeypatch.setattr(delivery, "_orjson", None)
-    slow = delivery.encode(logs)
+    slow = delivery.encode_batch(logs)[0].body
     assert json.loads(fast) == json.loads(slow)
     assert "Zürich".encode() in slow and "日本".encode() in fast  # UTF-8, not \\u escapes
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
+def test_non_finite_numbers_are_written_as_null(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    from readme_metrics import delivery
+
+    if not fast:
+        monkeypatch.setattr(delivery, "_orjson", None)
+    nan, inf = float("nan"), float("inf")
+    logs: list[dict[str, Any]] = [{"a": nan, "b": [inf, -inf, 1.5], "c": {"d": (nan,)}}, {"ok": 1}]
+    batch, unencodable = delivery.encode_batch(logs)
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    assert unencodable == 0 and len(batch) == 2
+    assert json.loads(batch.body, parse_constant=strict) == [
+        {"a": None, "b": [None, None, 1.5], "c": {"d": [None]}},
+        {"ok": 1},
+    ]
+
+
+def test_an_empty_batch_encodes_as_an_empty_array() -> None:
+    from readme_metrics import delivery
+
+    batch, unencodable = delivery.encode_batch([])
+    assert (batch.body, len(batch), unencodable) == (b"[]", 0, 0)
+    assert delivery.encode_batch([{"a": 1}])[0].body == b'[{"a":1}]'
+    # What cannot be encoded is left out and counted; the rest of the batch stays valid.
+    circular: list[Any] = []
+    circular.append(circular)
+    batch, unencodable = delivery.encode_batch([{"a": 1}, {"loop": circular}, {"b": 2}])
+    assert json.loads(batch.body) == [{"a": 1}, {"b": 2}] and unencodable == 1
+
+
+def test_an_exception_that_cannot_be_printed_is_reraised_and_logged() -> None:
+    class UnprintableError(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text for you")
+
+    def failing_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise UnprintableError()
+
+    config = MetricsApiConfig("key", group_of)
+    sent = MemoryTransport.attach(config)
+    with pytest.raises(UnprintableError):
+        WerkzeugClient(MetricsMiddleware(failing_app, config)).get("/")
+    assert sent.flush()
+    (e,) = sent.entries
+    assert e["response"]["status"] == 500 and "UnprintableError" in e["comment"]

@@ -130,12 +130,61 @@ def test_app_reads_of_wsgi_input(servers: tuple[Server, Server], api: MetricsSta
     assert e["request"]["postData"]["encoding"] == "base64"
 
 
-def test_body_the_app_never_read(servers: tuple[Server, Server], api: MetricsStandIn) -> None:
+def test_body_the_app_never_read_is_not_read_from_the_socket(
+    servers: tuple[Server, Server], api: MetricsStandIn
+) -> None:
     body = b'{"unread": true}'
     response, test_id = exchange(servers, "POST", "/raw/ignore", {"Content-Type": "application/json"}, body)
     assert response.body == b"ignored"
-    e = entry(only_log(api, servers[1].port, test_id))
-    assert e["request"]["postData"]["text"] == body.decode()
+    request = entry(only_log(api, servers[1].port, test_id))["request"]
+    assert request["bodySize"] == len(body)  # the declared size, and no text
+    assert body.decode() not in json.dumps(request)
+
+
+def test_a_client_that_never_sends_its_body_does_not_hold_the_log(
+    servers: tuple[Server, Server], api: MetricsStandIn
+) -> None:
+    test_id = str(uuid.uuid4())
+    with socket.create_connection(("127.0.0.1", servers[1].port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /raw/ignore HTTP/1.1\r\nHost: x\r\nX-Test-Id: {test_id}\r\nContent-Length: 100000\r\n\r\n".encode()
+        )
+        received = b""
+        while b"ignored" not in received:
+            data = sock.recv(65536)
+            assert data, "connection closed before the response"
+            received += data
+        # The body never comes, the connection stays open: the log must still arrive.
+        (log,) = api.wait_for(with_header("X-Test-Id", test_id), timeout=5)
+    assert entry(log)["request"]["bodySize"] == 100000
+
+
+@pytest.fixture(scope="module")
+def waitress_servers(api: MetricsStandIn) -> Iterator[tuple[Server, Server]]:
+    from tests.integration import waitress
+
+    env = {"README_METRICS_SERVER": api.url}
+    bare = waitress("tests.apps.flask_app:bare", env)
+    wrapped = waitress("tests.apps.flask_app:wrapped", env)
+    yield bare, wrapped
+    bare.stop()
+    wrapped.stop()
+
+
+def test_response_framed_by_len_stays_so(waitress_servers: tuple[Server, Server], api: MetricsStandIn) -> None:
+    response, test_id = exchange(waitress_servers, "GET", "/raw/no-length")
+    assert response.header("Content-Length") == str(len(b"framed by len()"))  # not chunked
+    assert entry(only_log(api, waitress_servers[1].port, test_id))["response"]["content"]["text"] == "framed by len()"
+
+
+def test_unread_body_buffered_by_the_server_is_logged(
+    waitress_servers: tuple[Server, Server], api: MetricsStandIn
+) -> None:
+    body = b'{"unread": true}'
+    response, test_id = exchange(waitress_servers, "POST", "/raw/ignore", {"Content-Type": "application/json"}, body)
+    assert response.body == b"ignored"
+    post = entry(only_log(api, waitress_servers[1].port, test_id))["request"]["postData"]
+    assert post["text"] == body.decode()
 
 
 def test_form_body_becomes_params(servers: tuple[Server, Server], api: MetricsStandIn) -> None:

@@ -98,6 +98,9 @@ def raw(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     if path == "/raw/raise":
         COUNTER["raw_raise"] = COUNTER.get("raw_raise", 0) + 1
         raise RuntimeError("raised by the app")
+    if path == "/raw/no-length":  # a one-item list and no Content-Length: servers frame it by len()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"framed by len()"]
     if path == "/raw/count":
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(COUNTER).encode()]
