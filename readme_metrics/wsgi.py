@@ -23,6 +23,11 @@ What it does with each request:
   was exhausted, incomplete otherwise (client gone). An exception from the app is
   recorded (as the server's 500 if no byte had left) and re-raised unchanged.
 
+Limit: an app that returns the server's ``wsgi.file_wrapper`` (e.g. ``send_file``) gets
+the same bytes, but read through the middleware instead of ``sendfile``; a server that
+computes ``Content-Length`` from the wrapped file (waitress) then sends the response
+chunked, unless the app set ``Content-Length`` itself (Flask's ``send_file`` does).
+
 The request path does nothing else: HAR building, redaction and I/O run on the worker.
 """
 
