@@ -18,6 +18,7 @@ attribute names and the same shapes for the common uses::
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
+from functools import cached_property
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
@@ -109,18 +110,37 @@ class URL(str):
 
 
 class AsgiRequest:
-    """A Starlette-shaped view of an ASGI scope (see the module docstring). No body."""
+    """A Starlette-shaped view of an ASGI scope (see the module docstring). No body.
+
+    Made for every logged request when a hook is configured, so it does nothing up front:
+    headers, URL and query parameters are decoded on first use (most hooks read one
+    header), then kept.
+    """
 
     def __init__(self, scope: Scope, host: str, path: str) -> None:
         self.scope = scope
         self.method: str = scope.get("method", "GET")
-        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
-        self.headers = _MultiMap(raw, case_insensitive=True)
-        query = scope.get("query_string", b"").decode("latin-1")
-        self.url = URL(scope.get("scheme", "http"), host, path, query)
-        self.query_params = _MultiMap(parse_qsl(query, keep_blank_values=True), case_insensitive=False)
-        client = scope.get("client")
-        self.client = Address(client[0], client[1]) if client else None
+        self._host = host
+        self._path = path
+
+    @cached_property
+    def headers(self) -> _MultiMap:
+        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.scope.get("headers", ())]
+        return _MultiMap(raw, case_insensitive=True)
+
+    @cached_property
+    def url(self) -> URL:
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        return URL(self.scope.get("scheme", "http"), self._host, self._path, query)
+
+    @cached_property
+    def query_params(self) -> _MultiMap:
+        return _MultiMap(parse_qsl(self.url.query, keep_blank_values=True), case_insensitive=False)
+
+    @cached_property
+    def client(self) -> Address | None:
+        client = self.scope.get("client")
+        return Address(client[0], client[1]) if client else None
 
     @property
     def path_params(self) -> dict[str, Any]:

@@ -108,8 +108,6 @@ class Hooks:
     @staticmethod
     async def resolve_skip(result: Any) -> bool:
         """Await an async skip hook's result, guarded like :meth:`skipped`."""
-        if not inspect.isawaitable(result):
-            return bool(result)
         try:
             return bool(await result)
         except Exception as exc:

@@ -126,7 +126,7 @@ class _Exchange:
         kind = message.get("type")
         if kind == "http.request":
             body = message.get("body")
-            if body:
+            if body and not self.done:  # once finished, the worker owns the capture
                 self.capture.request_body.add(body)
         elif kind == "http.disconnect" and not self.done and not self.ending:
             self.disconnected = True
@@ -136,7 +136,7 @@ class _Exchange:
         kind = message.get("type")
         if kind == "http.response.body":
             body = message.get("body")
-            if body and not self.head:
+            if body and not self.head and not self.done:
                 self.capture.response_body.add(body)
             last = not message.get("more_body", False) and not self.trailers
         elif kind == "http.response.start":
@@ -204,7 +204,16 @@ class AsgiMetricsMiddleware(Adapter):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            capture = await self._capture(scope)
+            try:
+                capture = await self._capture(scope)
+            except Exception as exc:  # our bug (or a make_request override's) must not fail the request
+                warn_limited(
+                    "asgi_capture",
+                    "readme_metrics: could not capture the request (%s: %s); serving it unlogged",
+                    type(exc).__name__,
+                    exc,
+                )
+                capture = None
             if capture is None:
                 await self.app(scope, receive, send)
                 return
@@ -240,7 +249,9 @@ class AsgiMetricsMiddleware(Adapter):
             return None
         request = self.make_request(scope, host, path) if hooks.needs_request else None
         skip = hooks.skipped(request, allow_async=True)
-        if skip is not False and (await Hooks.resolve_skip(skip) if inspect.isawaitable(skip) else skip):
+        if inspect.isawaitable(skip):
+            skip = await Hooks.resolve_skip(skip)
+        if skip:
             return None
         group = hooks.group(request)
         if inspect.isawaitable(group):

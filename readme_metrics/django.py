@@ -12,13 +12,17 @@
     ]
 
 The middleware is sync and async capable: under WSGI (gunicorn, uWSGI, ``runserver``) it
-runs synchronously, under ASGI (uvicorn, daphne, hypercorn) as a coroutine, without a
-thread hop of its own.
+runs synchronously, under ASGI (uvicorn, daphne, hypercorn) as a coroutine, so Django does
+not wrap it in a thread hop.
 
 - The grouping function (and the ``skip`` hook) receive Django's ``HttpRequest``, *after*
   the view ran, so ``request.user`` and whatever the inner middleware set are there.
-  Under ASGI a plain (sync) grouping function is called through ``sync_to_async`` (it may
-  touch the database, as ``request.user`` does); an ``async def`` one is awaited directly.
+  Under ASGI a plain (sync) hook is called through ``sync_to_async`` (thread-sensitive:
+  it runs on the thread of Django's sync code, as it may touch the database, as
+  ``request.user`` does), one hop per request for both hooks; an ``async def`` hook is
+  awaited in the event loop, with no hop. Without hooks there is no hop either. Under
+  WSGI an ``async def`` grouping function is run to completion with ``async_to_sync``;
+  an ``async def`` skip hook cannot run there and is ignored (with a warning).
 - The request body is copied as the view reads it (``request.body``, ``request.POST``,
   ``request.FILES``, ``request.read()``), up to ``max_body_bytes``; the view's access to
   it is unchanged. A body the view never read is read (bounded) after the response.
@@ -34,7 +38,6 @@ thread hop of its own.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -92,13 +95,11 @@ class _Exchange:
         close = response.close
 
         def _close() -> None:
-            # Before Django's close, which closes the request's stream too.
-            with contextlib.suppress(Exception):
-                self.middleware._read_unread_body(self.request, capture)
+            # finish() first: it reads an unread body, and Django's close closes the request's stream.
             try:
-                close()
-            finally:
                 self.finish()
+            finally:
+                close()
 
         response.close = _close
 
@@ -136,7 +137,8 @@ class _Exchange:
             headers += [("Set-Cookie", c.output(header="").strip()) for c in response.cookies.values()]
             capture.response_headers = headers
             if not self.streaming:
-                capture.response_body.add(response.content)
+                for chunk in response:  # the content's parts: no join of the whole body
+                    capture.response_body.add(chunk)
             elif getattr(response, "file_to_stream", None) is not None and not capture.response_body.size:
                 capture.response_body.size = int(response.get("Content-Length") or 0)
             self.middleware._read_unread_body(self.request, capture)
@@ -165,8 +167,10 @@ class MetricsMiddleware(Adapter):
                 "readme_metrics: settings.README_METRICS_CONFIG must be a readme_metrics.MetricsApiConfig"
             )
         super().__init__(config)
-        fn = config.grouping_function
-        self._async_group = fn is not None and iscoroutinefunction(fn)
+        fn, skip = config.grouping_function, config.skip
+        # Plain hooks may use the ORM: under ASGI they run through sync_to_async.
+        self._sync_group = fn is not None and not iscoroutinefunction(fn)
+        self._sync_skip = skip is not None and not iscoroutinefunction(skip)
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -188,10 +192,7 @@ class MetricsMiddleware(Adapter):
         exchange = self._begin(request)
         response = await self.get_response(request)
         if exchange is not None:
-            if self._async_group:
-                group = await Hooks.resolve(self._decide(request))
-            else:  # a sync grouping function may use the ORM (request.user): not in the event loop
-                group = await sync_to_async(self._decide)(request)
+            group = await self._adecide(request)
             if group is not None:
                 exchange.respond(response, group)
         return response
@@ -201,6 +202,24 @@ class MetricsMiddleware(Adapter):
         if self.hooks.skipped(request):
             return None
         return self.hooks.group(request)
+
+    async def _adecide(self, request: Any) -> Any:
+        """:meth:`_decide` under ASGI: plain hooks off the event loop (one hop for both),
+        ``async def`` ones awaited in it."""
+        hooks = self.hooks
+        if self._sync_skip and self._sync_group:
+            return await Hooks.resolve(await sync_to_async(self._decide)(request))
+        if self._sync_skip:
+            skip = await sync_to_async(hooks.skipped)(request, allow_async=True)
+        else:
+            skip = hooks.skipped(request, allow_async=True)
+        if inspect.isawaitable(skip):
+            skip = await Hooks.resolve_skip(skip)
+        if skip:
+            return None
+        if self._sync_group:
+            return await Hooks.resolve(await sync_to_async(hooks.group)(request))
+        return await Hooks.resolve(hooks.group(request))
 
     def _begin(self, request: Any) -> _Exchange | None:
         """Start a capture before the view runs (None when the filters leave it out)."""
@@ -236,7 +255,7 @@ class MetricsMiddleware(Adapter):
 
     def _read_unread_body(self, request: Any, capture: Capture) -> None:
         """A body the view never read: take up to ``max_body_bytes`` of it for the log."""
-        if capture.request_body.size or not self.max_body or capture.end_mono is not None:
+        if capture.request_body.size or not self.max_body:
             return
         cached = getattr(request, "_body", None)
         if isinstance(cached, bytes):  # read before our middleware ran
