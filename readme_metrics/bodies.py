@@ -33,13 +33,14 @@ form cut short is still parsed: every complete pair is judged by its name.)
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from email.message import Message
 from email.parser import BytesHeaderParser
 from typing import Any
 
 from readme_metrics.capture import BodyCopy
-from readme_metrics.redaction import Redactor, encode_pairs
+from readme_metrics.redaction import _DROP, Redactor, encode_pairs, looks_json
 
 #: Text of a body that declares JSON or a form but could not be parsed, so could not be
 #: redacted (only when a denylist or allowlist is configured).
@@ -50,6 +51,9 @@ TRUNCATED = "[REDACTED BODY: truncated at max_body_bytes, could not be parsed fo
 ENCODED = "[OMITTED BODY: {coding}-encoded]"
 #: Text of a multipart response body, or of a multipart request body that cannot be parsed.
 MULTIPART = "[OMITTED BODY: multipart]"
+#: Text of a body that cannot be judged key by key (free text, XML, binary) when an
+#: allowlist is configured: the allowlist promises that everything unlisted is removed.
+NOT_STRUCTURED = "[OMITTED BODY: not structured, allowlist]"
 
 #: Parts of a multipart body beyond this many are not listed.
 MAX_PARTS = 1000
@@ -142,29 +146,48 @@ def _inflate(data: bytes, wbits: int, limit: int) -> tuple[bytes, bool]:
 
 # -- multipart -------------------------------------------------------------------------
 
+#: What may follow a boundary for it to be a delimiter (RFC 2046, as the app's parser reads
+#: it): ``--`` (the close delimiter), or optional blanks then the end of the line.
+_AFTER_DELIMITER = {nl: re.compile(rb"--|[ \t]*" + nl) for nl in (b"\r\n", b"\n")}
+
+
+def _split(data: bytes, delimiter: bytes, nl: bytes) -> list[bytes] | None:
+    """``data`` cut at its delimiters: [preamble, what follows each delimiter...]; None if
+    there is none. ``nl + delimiter`` followed by anything else is content, not a part."""
+    after = _AFTER_DELIMITER[nl]
+    chunks = (nl + data).split(nl + delimiter)
+    parts = [chunks[0]]
+    for chunk in chunks[1:]:
+        if after.match(chunk):
+            parts.append(chunk)
+        else:  # "\r\n--BOUNDARYsomething": still the previous part's content
+            parts[-1] += nl + delimiter + chunk
+    return parts if len(parts) > 1 else None
+
 
 def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) -> list[dict[str, Any]] | None:
     """The parts of a multipart/form-data body as HAR params; None if it is not one.
 
-    A delimiter counts only at the start of a line (as for the app's own parser), so a
-    field's content can never pass for another part.
+    A delimiter counts only at the start of a line and followed by ``--`` or the end of
+    the line (as for the app's own parser), so a field's content can never pass for
+    another part. ``truncated``: the body was cut, so its last part (the one no delimiter
+    closes) may be too.
     """
     delimiter = b"--" + boundary.encode("latin-1", "replace")
     nl = b"\r\n"
-    chunks = (nl + data).split(nl + delimiter)
-    if len(chunks) < 2:
+    chunks = _split(data, delimiter, nl)
+    if chunks is None:
         nl = b"\n"
-        chunks = (nl + data).split(nl + delimiter)
-        if len(chunks) < 2:
+        chunks = _split(data, delimiter, nl)
+        if chunks is None:
             return None
     params: list[dict[str, Any]] = []
     header_parser = BytesHeaderParser()
-    for chunk in chunks[1:]:
+    last = len(chunks) - 1
+    for index, chunk in enumerate(chunks[1:], 1):
         if chunk.startswith(b"--") or len(params) >= MAX_PARTS:
             break  # the closing delimiter
         _padding, sep, rest = chunk.partition(nl)
-        if not sep:
-            continue
         if rest.startswith(nl):
             head, content = b"", rest[len(nl) :]
         else:
@@ -176,21 +199,17 @@ def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) 
         if not isinstance(name, str):
             continue
         filename = headers.get_filename()
-        content_type = headers.get_content_type() if headers.get("content-type") else None
-        text = None if filename is not None else _decode(content, headers.get_content_charset())
+        content_type, type_params = media_type(str(headers.get("content-type") or ""))
+        text = None if filename is not None else _decode(content, type_params.get("charset"))
         if redactor.active:
-            if redactor.dropped(name):
+            new = redactor.value(name, text)
+            if new is _DROP:
                 continue
-            if redactor.denied(name):
-                params.append({"name": name, "value": redactor.value(name, text)})
+            if new is not text:  # denylisted (a file part too: its size is not worth a leak)
+                params.append({"name": name, "value": new})
                 continue
-            if text is not None and (is_json(content_type or "") or text.lstrip()[:1] in ("{", "[")):
-                # A JSON field is redacted as a JSON body is (fail closed if declared JSON).
-                redacted_text = _redact_json(text, redactor)
-                if redacted_text is not None:
-                    text = redacted_text
-                elif is_json(content_type or ""):
-                    text = UNPARSABLE
+            if text is not None:
+                text = _json_field(text, content_type, redactor, cut=truncated and index == last)
         if text is None:
             param: dict[str, Any] = {"name": name, "value": "", "_size": len(content)}
             if filename is not None:
@@ -204,7 +223,31 @@ def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) 
     return params
 
 
+def _json_field(text: str, content_type: str, redactor: Redactor, *, cut: bool) -> str:
+    """A multipart field's text, redacted as a JSON body is when it is (or looks) JSON.
+
+    Fails closed as a body does: cut at ``max_body_bytes`` → :data:`TRUNCATED`; declared
+    JSON that does not parse → :data:`UNPARSABLE`.
+    """
+    declared = is_json(content_type)
+    if not declared and not looks_json(text):
+        return text
+    if cut:
+        return TRUNCATED
+    redacted_text = redactor.json_text(text, declared=declared)
+    if redacted_text is not None:
+        return redacted_text
+    return UNPARSABLE if declared else text
+
+
 # -- the body --------------------------------------------------------------------------
+
+
+def _codings(content_encoding: str | None) -> str:
+    """The content codings that do something (``identity`` left out), comma-separated."""
+    if not content_encoding:
+        return ""
+    return ", ".join(c for c in (c.strip().lower() for c in content_encoding.split(",")) if c and c != "identity")
 
 
 def body_fields(
@@ -218,6 +261,7 @@ def body_fields(
     """``mimeType`` and ``text`` (or ``params``) of a HAR body, redacted.
 
     ``request``: the body is ``postData`` (forms become ``params``), else ``content``.
+    ``content_encoding``: every ``Content-Encoding`` value of the message, comma-joined.
     """
     out: dict[str, Any] = {"mimeType": content_type or ""}
     data = body.data
@@ -225,13 +269,14 @@ def body_fields(
     if truncated:
         out["_truncated"] = True
         out["comment"] = f"truncated to {body.kept} of {body.size} bytes"
-    if content_encoding and content_encoding.strip().lower() != "identity":
+    codings = _codings(content_encoding)
+    if codings:
         try:
-            data, cut = decompress(data, content_encoding, redactor.max_body_bytes)
+            data, cut = decompress(data, codings, redactor.max_body_bytes)
         except _UndecodableError as exc:
             out["text"] = ENCODED.format(coding=exc.coding)
             return out
-        out["_decoded"] = content_encoding
+        out["_decoded"] = codings
         if cut and not truncated:
             truncated = True
             out["_truncated"] = True
@@ -241,7 +286,6 @@ def body_fields(
 
     media, params = media_type(content_type)
     charset = params.get("charset")
-    active = redactor.active
 
     if media.startswith("multipart/"):
         boundary = params.get("boundary")
@@ -263,33 +307,34 @@ def body_fields(
         if request:
             out["params"] = items
         else:
-            out["text"] = encode_pairs(items) if active else text
+            out["text"] = encode_pairs(items) if redactor.active else text
         return out
 
     text = _decode(data, charset) if is_text(media) or not media else None
-    if is_json(media):
-        if not active:
-            _text_or_marker(out, data, text, redactor, None)
-        elif truncated:
-            out["text"] = TRUNCATED
-        else:
-            out["text"] = _redact_json(text if text is not None else data, redactor)
-            if out["text"] is None:
-                out["text"] = UNPARSABLE
+    if not redactor.active:
+        _text_or_marker(out, data, text, redactor, None)
         return out
-
-    if text is not None and active and text.lstrip()[:1] in ("{", "["):
-        # Not declared JSON, but it may be: redact it as JSON if it parses.
-        redacted_text = None if truncated else _redact_json(text, redactor)
-        if redacted_text is not None:
-            text = redacted_text
-    _text_or_marker(out, data, text, redactor, None)
+    declared = is_json(media)
+    doc = text if text is not None else data
+    keyed = looks_json(doc)  # an object or array: its keys can be judged
+    if redactor.allow and not keyed:  # free text, XML, binary, a bare JSON scalar
+        out["text"] = NOT_STRUCTURED
+        return out
+    if not keyed and not declared:
+        _text_or_marker(out, data, text, redactor, None)
+        return out
+    # JSON, or it looks like it (under any media type, text or not): never sent unjudged.
+    if truncated:
+        out["text"] = TRUNCATED
+        return out
+    redacted_text = redactor.json_text(doc, declared=declared, body=True)
+    if redacted_text is not None:
+        out["text"] = redacted_text
+    elif declared or text is None or redactor.allow:
+        out["text"] = UNPARSABLE  # e.g. NDJSON under application/x-ndjson: one marker
+    else:
+        out["text"] = text  # text that merely starts with "{" (denylist only: free text)
     return out
-
-
-def _redact_json(doc: str | bytes, redactor: Redactor) -> str | None:
-    """The document redacted and re-serialized; None if it does not parse (or is too deep)."""
-    return redactor.json_text(doc)
 
 
 def _text_or_marker(out: dict[str, Any], data: bytes, text: str | None, redactor: Redactor, marker: str | None) -> None:

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
+from readme_metrics.redaction import DEFAULT_MAX_BODY_BYTES
 from readme_metrics.retry import Retry
 
 DEFAULT_METRICS_SERVER = "https://metrics.readme.io"
@@ -100,7 +101,7 @@ class MetricsApiConfig:
         timeout: float = 3,
         *,
         metrics_server: str | None = None,
-        max_body_bytes: int = 1024 * 1024,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         flush_interval: float = 1.0,
         max_queue_events: int = 10_000,
         max_queue_bytes: int = 64 * 1024 * 1024,

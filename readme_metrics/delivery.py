@@ -379,7 +379,7 @@ class Client:
         cfg = self.config
         try:
             log = build_log(
-                capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body, scrub=False
+                capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body
             )
         except Exception as exc:
             self._count_dropped("build_error", 1)

@@ -7,13 +7,12 @@ Runs on the worker thread only. The log object is the one of the wire spec
 Headers, query parameters and the URL go through the configuration's
 :class:`~readme_metrics.redaction.Redactor`; bodies through
 :func:`readme_metrics.bodies.body_fields` (decoding, forms, multipart, JSON, fail-closed
-markers). Last, the whole log is scrubbed of the configured API key.
+markers). The configured API key is scrubbed by the delivery worker, from the encoded
+batch (see :class:`readme_metrics.delivery.Client`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import platform
 import re
 from collections.abc import Mapping
@@ -74,8 +73,12 @@ def status_text(status: int, reason: str | None) -> str:
 
 
 def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
-    """Lower-case header name → its first value (one pass instead of one per lookup)."""
-    return {name.lower(): value for name, value in reversed(headers)}
+    """Lower-case header name → its first value (one pass instead of one per lookup);
+    ``content-encoding`` → all its values comma-joined (each header adds codings)."""
+    values = {name.lower(): value for name, value in reversed(headers)}
+    if "content-encoding" in values:
+        values["content-encoding"] = ", ".join(v for n, v in headers if n.lower() == "content-encoding")
+    return values
 
 
 def _url(capture: Capture, query: list[dict[str, str]] | None) -> str:
@@ -178,13 +181,11 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
     return entry
 
 
-def build_log(
-    capture: Capture, redactor: Redactor, *, development: bool, log_body: bool = True, scrub: bool = True
-) -> dict[str, Any]:
+def build_log(capture: Capture, redactor: Redactor, *, development: bool, log_body: bool = True) -> dict[str, Any]:
     """The wire log object of one exchange.
 
-    ``scrub=False`` leaves the API key scrub to the caller (the delivery worker checks the
-    encoded batch once instead of walking every log).
+    The API key scrub is not done here: the delivery worker searches the encoded batch
+    once for the key and scrubs (:meth:`Redactor.scrub`) only a batch that holds it.
 
     A group the grouping function got wrong is logged as a warning and replaced by
     :data:`ANONYMOUS_GROUP`: the exchange is kept, attributed to nobody.
@@ -208,16 +209,4 @@ def build_log(
             }
         },
     }
-    # Last: whatever the app put where, the configured API key does not leave.
-    return redactor.scrub(log) if scrub else log
-
-
-def decode_base64_text(content: Mapping[str, Any]) -> bytes:
-    """The bytes of a HAR ``content`` or ``postData`` (for tests and the collector)."""
-    text = content.get("text", "")
-    if content.get("encoding") == "base64":
-        try:
-            return base64.b64decode(text, validate=True)
-        except binascii.Error:
-            return b""
-    return str(text).encode("utf-8")
+    return log

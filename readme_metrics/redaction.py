@@ -12,14 +12,19 @@ Runs on the worker thread, while the HAR entry is built (see :mod:`readme_metric
   ``password`` are one key). When a key is in both lists the denylist wins.
 - The lists apply to request and response headers, query parameters (in ``queryString``
   and in the logged ``url``/``pageref``), URL-valued headers (``Location``, ``Referer``,
-  ``Content-Location``: their query), form fields (url-encoded and multipart), cookies
-  (when sent at all), and JSON bodies at every depth.
-- Secure by default, lists or not: the values of ``Cookie``, ``Set-Cookie`` and
-  ``Proxy-Authorization`` are replaced unless ``send_cookies=True``; the ``Authorization``
-  value is sent as :func:`mask` of it (``sha512-<digest>?<last 4>``, the format of the
+  ``Content-Location``: their query, and the ``name=value`` pairs of their fragment), form
+  fields (url-encoded and multipart), cookies (when sent at all), and JSON bodies at every
+  depth.
+- Secure by default, lists or not: the values of ``Cookie`` and ``Set-Cookie`` are
+  replaced unless ``send_cookies=True``; the ``Authorization`` and ``Proxy-Authorization``
+  values are sent as :func:`mask` of them (``sha512-<digest>?<last 4>``, the format of the
   group id), so callers stay correlatable without the credential leaving.
 - The configured ReadMe API key never appears in a payload: any string of the log that
-  contains it has it replaced (:meth:`Redactor.scrub`), binary bodies included.
+  contains it has it replaced (:meth:`Redactor.scrub`, applied by the delivery worker to
+  a batch in which the key was found), binary bodies included.
+
+One decision rules every key, wherever it is (header, parameter, cookie, form field, JSON
+object member): :meth:`Redactor.value`.
 
 A :class:`Redactor` is built once per configuration (:meth:`Redactor.from_config`); every
 set it matches against is computed then. With no list configured it does only the cheap
@@ -43,9 +48,9 @@ if TYPE_CHECKING:
 REDACTED = "[REDACTED]"
 
 #: Headers whose values are never sent unless ``send_cookies=True``.
-COOKIE_HEADERS = frozenset({"cookie", "set-cookie", "proxy-authorization"})
-#: Headers whose value is sent masked (hash plus last four characters).
-MASKED_HEADERS = frozenset({"authorization"})
+COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+#: Headers whose value is sent masked (hash plus last four characters), always.
+MASKED_HEADERS = frozenset({"authorization", "proxy-authorization"})
 #: Headers that carry a URL whose query is redacted like the request's own.
 URL_HEADERS = frozenset({"location", "referer", "content-location"})
 
@@ -53,7 +58,25 @@ URL_HEADERS = frozenset({"location", "referer", "content-location"})
 #: much to mean anything: real ReadMe keys are far longer).
 MIN_SCRUB_LENGTH = 8
 
+#: Default of ``MetricsApiConfig.max_body_bytes`` (the configuration imports it from here).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+#: What may precede a JSON document: JSON's own whitespace and a byte order mark.
+_JSON_LEAD = " \t\n\r\ufeff"
+
+
+def looks_json(text: str | bytes) -> bool:
+    """True when ``text`` may be a JSON object or array: ``{`` or ``[`` after whitespace.
+
+    The one test of "looks like JSON" (bodies not declared JSON, form fields, query
+    parameters, multipart fields): whatever passes it is parsed and redacted as JSON.
+    """
+    if isinstance(text, bytes):
+        text = text.lstrip(b" \t\n\r")
+        if text.startswith(b"\xef\xbb\xbf"):
+            text = text[3:].lstrip(b" \t\n\r")
+        return text[:1] in (b"{", b"[")
+    return text.lstrip(_JSON_LEAD)[:1] in ("{", "[")
 
 
 def redacted(value: Any) -> str:
@@ -113,23 +136,18 @@ class Redactor:
     # -- one key ---------------------------------------------------------------------
 
     def value(self, key: str, value: Any) -> Any:
-        """``value`` as the lists want it for ``key``: itself, its replacement, or ``_DROP``."""
+        """``value`` as the lists want it for ``key``: itself (the same object), its
+        replacement (:func:`redacted`), or ``_DROP`` (the allowlist removes it).
+
+        The only place the lists are applied: callers tell "kept" by identity
+        (``new is value``). The denylist wins over the allowlist.
+        """
         k = key.casefold()
         if k in self.deny:
             return redacted(value)
         if self.allow and k not in self.allow:
             return _DROP
         return value
-
-    def denied(self, key: str) -> bool:
-        return key.casefold() in self.deny
-
-    def dropped(self, key: str) -> bool:
-        """True when the allowlist removes ``key`` (and the denylist does not redact it)."""
-        if not self.allow:
-            return False
-        k = key.casefold()
-        return k not in self.allow and k not in self.deny
 
     # -- name/value pairs ------------------------------------------------------------
 
@@ -142,9 +160,9 @@ class Redactor:
             new = self.value(name, value)
             if new is _DROP:
                 continue
-            if new is value and value[:1] in ("{", "["):
+            if new is value and looks_json(value):
                 # A JSON document in a parameter is redacted at every depth too.
-                doc = self.json_text(value)
+                doc = self.json_text(value, declared=False)
                 if doc is not None:
                     new = doc
             out.append({"name": name, "value": new})
@@ -161,19 +179,29 @@ class Redactor:
         return parse_qsl(query, keep_blank_values=True)
 
     def url(self, url: str) -> str:
-        """A URL with its query redacted (the query rebuilt from the redacted pairs)."""
+        """A URL with its query and fragment redacted (each rebuilt from redacted pairs).
+
+        A fragment holding ``name=value`` pairs (an OAuth implicit-flow redirect,
+        ``#access_token=...&state=...``, or a client-side route ``#/cb?token=...``) is
+        judged pair by pair too; ``?`` separates pairs there. A fragment without ``=`` is
+        kept as written.
+        """
         if not self.active:
             return url
-        base, sep, rest = url.partition("?")
-        if not sep:
-            return url
-        query, hash_sep, fragment = rest.partition("#")
-        items = self.pairs(self.query(query))
-        new = base + ("?" + encode_pairs(items) if items else "")
-        # A fragment is never sent to a server; one in a Location header is kept only if
-        # it holds no name=value pair the lists would have to judge.
-        if hash_sep and "=" not in fragment:
-            new += "#" + fragment
+        rest, hash_sep, fragment = url.partition("#")
+        base, sep, query = rest.partition("?")
+        new = base
+        if sep:
+            items = self.pairs(self.query(query))
+            if items:
+                new += "?" + encode_pairs(items)
+        if hash_sep:
+            if "=" not in fragment:
+                new += "#" + fragment
+            else:
+                items = self.pairs(self.query(fragment.replace("?", "&")))
+                if items:
+                    new += "#" + encode_pairs(items)
         return new
 
     # -- headers ---------------------------------------------------------------------
@@ -185,17 +213,18 @@ class Redactor:
         for name, value in headers:
             k = name.casefold()
             if active:
-                if k in self.deny:
-                    out.append({"name": name, "value": redacted(value)})
+                new = self.value(name, value)
+                if new is _DROP:
                     continue
-                if self.allow and k not in self.allow:
+                if new is not value:  # denylisted: the replacement, whatever the header
+                    out.append({"name": name, "value": new})
                     continue
                 if k in URL_HEADERS:
                     value = self.url(value)
             if k in COOKIE_HEADERS:
                 if not self.send_cookies:
                     value = redacted(value)
-                elif active and k != "proxy-authorization":
+                elif active:
                     value = self._cookies(value, set_cookie=k == "set-cookie")
                     if not value:
                         continue
@@ -213,85 +242,67 @@ class Redactor:
             new = self.value(name.strip(), val)
             if new is _DROP:
                 return ""
-            return f"{name}{eq}{new}{sep}{attributes}"
+            return f"{name}{eq if new is val else '='}{new}{sep}{attributes}"
         kept = []
         for part in value.split(";"):
             name, eq, val = part.partition("=")
             new = self.value(name.strip(), val)
-            if new is not _DROP:
-                kept.append(f"{name}{eq}{new}")
+            if new is val:
+                kept.append(part)
+            elif new is not _DROP:
+                kept.append(f"{name}={new}")  # "token" alone: "token=[REDACTED 0]"
         return ";".join(kept)
 
     # -- JSON ------------------------------------------------------------------------
 
-    def json(self, value: Any) -> Any:
-        """A parsed JSON document with the lists applied at every depth.
-
-        May raise :class:`RecursionError` on a pathologically deep document; callers
-        treat that as "cannot be redacted" (see :mod:`readme_metrics.bodies`).
-        """
-        if not self.active:
-            return value
-        return self._json(value)
-
-    def _json(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            deny, allow = self.deny, self.allow
-            out = {}
-            for key, item in value.items():
-                k = str(key).casefold()
-                if k in deny:
-                    out[key] = redacted(item)
-                elif allow and k not in allow:
-                    continue
-                elif isinstance(item, (dict, list)):
-                    out[key] = self._json(item)
-                else:
-                    out[key] = item
-            return out
-        if isinstance(value, list):
-            return [self._json(item) if isinstance(item, (dict, list)) else item for item in value]
-        return value
-
     def loads(self, text: str | bytes) -> Any:
         """Parse a JSON text with the lists applied at every depth, as it is parsed.
 
-        Each object is judged by the parser's ``object_hook``, innermost first; an object
-        none of whose keys is listed is passed through untouched (checked in C). Raises
-        :class:`ValueError` (not JSON) or :class:`RecursionError` (too deep).
+        Each object is judged by the parser's ``object_hook``, innermost first, every
+        member through :meth:`value`; an object none of whose keys is listed (denylist
+        only) is passed through untouched (checked in C). Raises :class:`ValueError` (not
+        JSON) or :class:`RecursionError` (too deep).
         """
         return json.loads(text, object_hook=self._hook)
 
     def _object_hook(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        deny, allow, fold = self.deny, self.allow, str.casefold
+        deny, allow, fold, value = self.deny, self.allow, str.casefold, self.value
 
-        def deny_only(obj: dict[str, Any]) -> dict[str, Any]:
-            if deny.isdisjoint(map(fold, obj)):
-                return obj
-            return {k: redacted(v) if fold(k) in deny else v for k, v in obj.items()}
-
-        def with_allow(obj: dict[str, Any]) -> dict[str, Any]:
+        def hook(obj: dict[str, Any]) -> dict[str, Any]:
+            if not allow and deny.isdisjoint(map(fold, obj)):
+                return obj  # no member can be touched
             out = {}
             for k, v in obj.items():
-                f = fold(k)
-                if f in deny:
-                    out[k] = redacted(v)
-                elif f in allow:
-                    out[k] = v
+                new = value(k, v)
+                if new is not _DROP:
+                    out[k] = new
             return out
 
-        return with_allow if allow else deny_only
+        return hook
 
-    def json_text(self, text: str | bytes) -> str | None:
+    def json_text(self, text: str | bytes, *, declared: bool, body: bool = False) -> str | None:
         """A JSON text with the lists applied, re-serialized compactly; None if it does not
-        parse (or is too deep). A text :meth:`may_match` clears is returned as written."""
+        parse (or is too deep).
+
+        A text :meth:`may_match` clears is returned as written: validated first only when
+        ``declared`` (a body that says it is JSON fails closed if it is not), else not
+        parsed at all (undeclared JSON that does not parse is kept as text anyway).
+        ``body``: the document is a whole body, so with an allowlist the values that sit
+        under no key at all (scalars of a top-level array) are removed too.
+        """
+        if isinstance(text, str) and text[:1] == "\ufeff":
+            text = text[1:]  # json.loads refuses a BOM in a str (not in bytes)
         try:
             if isinstance(text, str) and not self.may_match(text):
-                json.loads(text)
+                if declared:
+                    json.loads(text)
                 return text
-            return json.dumps(self.loads(text), ensure_ascii=False, separators=(",", ":"))
+            doc = self.loads(text)
         except (ValueError, RecursionError):
             return None
+        if body and self.allow:
+            doc = _keyed_only(doc)
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
     def may_match(self, text: str) -> bool:
         """False only when a JSON text provably holds no denylisted key.
@@ -336,6 +347,14 @@ class Redactor:
             return data
         key = self.api_key.encode("utf-8")
         return data.replace(key, REDACTED.encode()) if key in data else data
+
+
+def _keyed_only(doc: Any) -> Any:
+    """A body's top-level arrays (nested arrays too) without their scalars: the allowlist
+    keeps only values reached through listed keys, and these have no key at all."""
+    if isinstance(doc, list):
+        return [_keyed_only(item) for item in doc if isinstance(item, (dict, list))]
+    return doc
 
 
 def encode_pairs(items: Iterable[dict[str, str]]) -> str:

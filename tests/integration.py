@@ -8,7 +8,10 @@ sent and its log awaited; a duplicate of the first would have arrived before it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from tests.servers import BIN, RawResponse, Server, free_port, raw_request
@@ -59,15 +62,22 @@ def no_log(api: MetricsStandIn, server: Server, rid: str, sentinel_path: str = "
     assert not api.matching(with_header("X-Req-Id", rid))
 
 
-def response_body(log: dict[str, Any]) -> bytes:
-    from readme_metrics.har import decode_base64_text
+def decode_base64_text(content: Mapping[str, Any]) -> bytes:
+    """The bytes of a HAR ``content`` or ``postData`` (text, or base64 when it says so)."""
+    text = content.get("text", "")
+    if content.get("encoding") == "base64":
+        try:
+            return base64.b64decode(text, validate=True)
+        except binascii.Error:
+            return b""
+    return str(text).encode("utf-8")
 
+
+def response_body(log: dict[str, Any]) -> bytes:
     return decode_base64_text(entry(log)["response"]["content"])
 
 
 def request_body(log: dict[str, Any]) -> bytes:
-    from readme_metrics.har import decode_base64_text
-
     return decode_base64_text(entry(log)["request"].get("postData", {}))
 
 

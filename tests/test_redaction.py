@@ -22,13 +22,13 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from readme_metrics import MetricsApiConfig
+from readme_metrics import MetricsApiConfig, redaction
 from readme_metrics._hooks import Hooks
-from readme_metrics.bodies import ENCODED, MULTIPART, TRUNCATED, UNPARSABLE, decompress
+from readme_metrics.bodies import ENCODED, MULTIPART, NOT_STRUCTURED, TRUNCATED, UNPARSABLE, decompress
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import Client
 from readme_metrics.har import build_log
-from readme_metrics.redaction import REDACTED, Redactor, mask, redacted
+from readme_metrics.redaction import REDACTED, Redactor, looks_json, mask, redacted
 from tests.standin import MetricsStandIn, entry, header_value
 
 API_KEY = "test-api-key"
@@ -89,15 +89,24 @@ def config(**options: Any) -> MetricsApiConfig:
     return MetricsApiConfig(API_KEY, None, **options)
 
 
+def encoded_batch(capture: Capture, cfg: MetricsApiConfig) -> bytes:
+    """The encoded batch a real Client's worker would post for one capture: logs built,
+    encoded, and the API key searched for in the encoded batch (scrubbed if found)."""
+    client: Any = Client(cfg)
+    prepare = getattr(client, "_prepare", None)  # one step, or two (_build_logs + _encode)
+    batch = prepare([capture]) if prepare is not None else client._encode(client._build_logs([capture]))
+    assert batch is not None
+    return bytes(batch.body)
+
+
 def deliver(standin: MetricsStandIn, session: requests.Session, capture: Capture, cfg: MetricsApiConfig) -> str:
     """Build the batch with a real Client (as its worker does), post it to the stand-in;
     the JSON that arrived."""
-    batch = Client(cfg)._prepare([capture])
-    assert batch is not None
+    body = encoded_batch(capture, cfg)
     before = len(standin.logs)
     response = session.post(
         f"{standin.url}/v1/request",
-        data=batch.body,
+        data=body,
         headers={
             "Authorization": "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode(),
             "Content-Type": "application/json",
@@ -111,7 +120,8 @@ def deliver(standin: MetricsStandIn, session: requests.Session, capture: Capture
 
 
 def build(capture: Capture, **options: Any) -> dict[str, Any]:
-    """The HAR entry of a capture under a config (no network)."""
+    """The HAR entry of a capture under a config (no network; no API key scrub, which the
+    delivery worker does: see :func:`encoded_batch`)."""
     cfg = config(**options)
     return entry(build_log(capture, Redactor.from_config(cfg), development=False, log_body=cfg.log_body))
 
@@ -332,11 +342,30 @@ json_values = st.recursive(
 )
 
 
+def reference_tree_walk(value: Any, deny: set[str], allow: set[str]) -> Any:
+    """The lists applied to a parsed JSON document the plain way (the reference that the
+    parse-time redaction of :meth:`Redactor.loads` must equal)."""
+    deny = {k.casefold() for k in deny}
+    allow = {k.casefold() for k in allow}
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            k = key.casefold()
+            if k in deny:
+                out[key] = redacted(item)
+            elif not allow or k in allow:
+                out[key] = reference_tree_walk(item, deny, allow)
+        return out
+    if isinstance(value, list):
+        return [reference_tree_walk(item, deny, allow) for item in value]
+    return value
+
+
 @settings(max_examples=200, deadline=None)
 @given(doc=json_values, deny=st.sets(st.sampled_from(["a", "KEY"])), allow=st.sets(st.sampled_from(["A", "b", "key"])))
 def test_property_parse_time_redaction_equals_the_tree_walk(doc: Any, deny: set[str], allow: set[str]) -> None:
     redactor = Redactor(deny, allow)
-    assert redactor.loads(json.dumps(doc)) == redactor.json(doc)
+    assert redactor.loads(json.dumps(doc)) == reference_tree_walk(doc, deny, allow)
 
 
 # ======================================================================================
@@ -367,7 +396,7 @@ def test_secret_headers_by_default_and_send_cookies_opt_in() -> None:
     e = build(capture)
     headers = e["request"]["headers"]
     assert header_value(headers, "cookie") == redacted("session=abc123; theme=dark")
-    assert header_value(headers, "proxy-authorization") == redacted("Basic cHJveHk6cGFzcw==")
+    assert header_value(headers, "proxy-authorization") == mask("Basic cHJveHk6cGFzcw==")
     assert header_value(headers, "authorization") == mask("Bearer tok-9f8e7d6c")
     assert header_value(headers, "authorization").endswith("?7d6c")
     assert header_value(e["response"]["headers"], "set-cookie") == redacted("session=new456; Path=/; HttpOnly")
@@ -376,8 +405,10 @@ def test_secret_headers_by_default_and_send_cookies_opt_in() -> None:
     e = build(capture, send_cookies=True, denylist=["SESSION"])
     assert header_value(e["request"]["headers"], "cookie") == "session=[REDACTED 6]; theme=dark"
     assert header_value(e["response"]["headers"], "set-cookie") == "session=[REDACTED 6]; Path=/; HttpOnly"
-    assert header_value(e["request"]["headers"], "proxy-authorization") == "Basic cHJveHk6cGFzcw=="
-    # The Authorization header is masked even with cookies on; a denylist entry redacts it.
+    # Proxy-Authorization and Authorization are masked even with cookies on (a credential,
+    # not a cookie); a denylist entry redacts them.
+    assert header_value(e["request"]["headers"], "proxy-authorization") == mask("Basic cHJveHk6cGFzcw==")
+    assert "cHJveHk6cGFzcw" not in json.dumps(e)
     assert header_value(e["request"]["headers"], "authorization") == mask("Bearer tok-9f8e7d6c")
     e = build(capture, denylist=["authorization"])
     assert header_value(e["request"]["headers"], "authorization") == redacted("Bearer tok-9f8e7d6c")
@@ -463,7 +494,11 @@ def test_api_key_scrubbed_after_every_decoding() -> None:
         ),
     ]
     for capture in cases:
-        assert API_KEY not in json.dumps(build(capture, denylist=["x"]), ensure_ascii=False)
+        body = encoded_batch(capture, config(denylist=["x"]))
+        assert API_KEY.encode() not in body
+        assert API_KEY not in json.dumps(json.loads(body), ensure_ascii=False)
+    # Without it, the log itself holds the key: the scrub really is the worker's batch search.
+    assert API_KEY in json.dumps(build(cases[0]))
 
 
 # ======================================================================================
@@ -547,7 +582,10 @@ def test_fail_closed(body: bytes, content_type: str, limit: int, marker: str | N
         else:
             capture = make_capture(response_headers=headers, response_body=body, limit=limit)
             field = build(capture, denylist=["password"])["response"]["content"]
-        assert field["text"] == marker or marker is None
+        if marker is None:
+            assert json.loads(field["text"]) == {"password": "[REDACTED 12]"}
+        else:
+            assert field["text"] == marker
         assert "encoding" not in field
         assert "s3cr3t" not in json.dumps(field)
 
@@ -744,15 +782,204 @@ def test_decompression_bound_holds_for_a_gzip_bomb() -> None:
     post = build(capture, max_body_bytes=limit)["request"]["postData"]
     assert post["_truncated"] is True
     assert len(post["text"]) <= limit
-    # One layer of the same bomb, cut by the body copy itself.
+    # One layer of it (1024 gzip members one after the other): the bound holds across members.
     inner = gzip.decompress(bomb)
+    data, cut = decompress(inner, "gzip", limit)
+    assert cut is True
+    assert data == b"\0" * limit
+
+
+# ======================================================================================
+# Regressions: leaks and gaps found in review
+# ======================================================================================
+
+MULTIPART_XYZ = [("Content-Type", "multipart/form-data; boundary=XyZ")]
+
+
+@pytest.mark.parametrize("nl", [b"\r\n", b"\n"])
+def test_multipart_boundary_prefix_in_content_is_not_a_delimiter(nl: bytes) -> None:
+    # "--XyZabc" starts with the delimiter but is not one (RFC 2046: only "--" or blanks
+    # then the end of the line may follow): it stays the password field's content.
+    fake = b"x" + nl + b"--XyZabc" + nl + b'Content-Disposition: form-data; name="harmless"' + nl + nl + b"mp-SECRET-2"
+    head = b"--XyZ" + nl + b'Content-Disposition: form-data; name="password"' + nl + nl
+    body = head + fake + nl + b"--XyZ \t" + nl + b'Content-Disposition: form-data; name="next"' + nl + nl + b"ok"
+    body += nl + b"--XyZ--" + nl
+    capture = make_capture(request_headers=MULTIPART_XYZ, request_body=body)
+    post = build(capture, denylist=["password"])["request"]["postData"]
+    assert post["params"] == [
+        {"name": "password", "value": redacted(fake.decode())},
+        {"name": "next", "value": "ok"},  # blanks after the boundary: still a delimiter
+    ]
+    assert "mp-SECRET-2" not in json.dumps(post)
+
+
+def test_url_fragment_pairs_are_redacted_without_a_query() -> None:
     capture = make_capture(
-        response_headers=[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
-        response_body=inner,
-        limit=limit,
+        request_headers=[("Referer", "https://app.test/#/cb?token=FRAG-SECRET-3&x=1")],
+        response_headers=[("Location", "https://app/cb#access_token=FRAG-SECRET-1&state=1")],
+        status=302,
     )
-    content = build(capture, max_body_bytes=limit, denylist=["x"])["response"]["content"]
-    assert content["text"] == TRUNCATED
+    e = build(capture, denylist=["access_token", "token"])
+    assert "FRAG-SECRET" not in json.dumps(e)
+    assert e["response"]["redirectURL"] == "https://app/cb#access_token=%5BREDACTED%2013%5D&state=1"
+    assert header_value(e["request"]["headers"], "referer") == "https://app.test/#%2Fcb=&token=%5BREDACTED%2013%5D&x=1"
+    e = build(capture, allowlist=["location", "state"])
+    assert e["response"]["redirectURL"] == "https://app/cb#state=1"
+    # A fragment without pairs is kept; without lists the URL is untouched.
+    assert Redactor(["a"]).url("https://app/x#section-2") == "https://app/x#section-2"
+    assert build(capture)["response"]["redirectURL"] == "https://app/cb#access_token=FRAG-SECRET-1&state=1"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+def test_truncated_undeclared_json_body_is_not_sent(content_type: str | None) -> None:
+    doc = json.dumps({"token": "TRUNC-SECRET", "pad": "x" * 200}).encode()
+    headers = [("Content-Type", content_type)] if content_type else []
+    capture = make_capture(request_headers=headers, request_body=doc, limit=100)
+    post = build(capture, denylist=["token"])["request"]["postData"]
+    assert post["text"] == TRUNCATED
+    assert post["_truncated"] is True
+    # Without lists the cut body is sent as it is (nothing was asked to be hidden).
+    post = build(capture)["request"]["postData"]
+    sent = base64.b64decode(post["text"]) if post.get("encoding") == "base64" else post["text"].encode()
+    assert b"TRUNC-SECRET" in sent
+
+
+def test_truncated_undeclared_json_multipart_field_is_not_sent() -> None:
+    body = _multipart(
+        "XyZ", ("a", None, None, b"1"), ("meta", None, None, b'{"token":"MP-TRUNC-SECRET","pad":"' + b"x" * 200 + b'"}')
+    )
+    capture = make_capture(request_headers=MULTIPART_XYZ, request_body=body, limit=150)
+    post = build(capture, denylist=["token"])["request"]["postData"]
+    assert post["params"] == [{"name": "a", "value": "1"}, {"name": "meta", "value": TRUNCATED}]
+    # The same field complete is redacted as JSON.
+    capture = make_capture(request_headers=MULTIPART_XYZ, request_body=body)
+    params = build(capture, denylist=["token"])["request"]["postData"]["params"]
+    assert json.loads(params[1]["value"])["token"] == "[REDACTED 15]"
+
+
+def test_looks_json_is_one_rule_for_parameters_fields_and_bodies() -> None:
+    for text in ('{"a":1}', '\n {"a":1}', "\t[1]", '\ufeff{"a":1}'):
+        assert looks_json(text) and looks_json(text.encode())
+    for text in ("", "  ", "a{", "x=[1]", "\x0b{}"):
+        assert not looks_json(text) and not looks_json(text.encode())
+    leading = '\n {"token":"WS-SECRET-1"}'
+    capture = make_capture(
+        method="GET",
+        query="f=%0A%7B%22token%22%3A%22WS-SECRET-0%22%7D",
+        request_headers=[("Content-Type", "application/x-www-form-urlencoded")],
+        request_body=urlencode({"g": leading}).encode(),
+        response_headers=[("Content-Type", "text/plain")],
+        response_body=b'\xef\xbb\xbf\r\n{"token":"WS-SECRET-2"}',
+    )
+    e = build(capture, denylist=["token"])
+    assert "WS-SECRET" not in json.dumps(e)
+    assert e["request"]["queryString"] == [{"name": "f", "value": '{"token":"[REDACTED 11]"}'}]
+    assert e["request"]["postData"]["params"] == [{"name": "g", "value": '{"token":"[REDACTED 11]"}'}]
+    assert json.loads(e["response"]["content"]["text"]) == {"token": "[REDACTED 11]"}
+    mp = _multipart("XyZ", ("m", None, None, leading.encode()))
+    capture = make_capture(request_headers=MULTIPART_XYZ, request_body=mp)
+    assert (
+        build(capture, denylist=["token"])["request"]["postData"]["params"][0]["value"] == '{"token":"[REDACTED 11]"}'
+    )
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "application/x-json", "application/x-ndjson"])
+def test_json_under_a_binary_media_type_is_redacted(content_type: str) -> None:
+    capture = make_capture(request_headers=[("Content-Type", content_type)], request_body=b'{"token":"OCTET-SECRET"}')
+    post = build(capture, denylist=["token"])["request"]["postData"]
+    assert json.loads(post["text"]) == {"token": "[REDACTED 12]"}
+    assert "encoding" not in post
+    # Looks like JSON but does not parse (NDJSON, broken): a marker, not base64 of it.
+    capture = make_capture(
+        request_headers=[("Content-Type", content_type)], request_body=b'{"token":"OCTET-SECRET"}\n{"a":1}\n'
+    )
+    assert build(capture, denylist=["token"])["request"]["postData"]["text"] == UNPARSABLE
+    # Real binary stays base64; without lists, everything does.
+    capture = make_capture(request_headers=[("Content-Type", content_type)], request_body=b"\x89PNG\x00{")
+    assert build(capture, denylist=["token"])["request"]["postData"]["encoding"] == "base64"
+    capture = make_capture(request_headers=[("Content-Type", content_type)], request_body=b'{"token":"OCTET-SECRET"}')
+    assert build(capture)["request"]["postData"]["encoding"] == "base64"
+
+
+def test_every_content_encoding_header_counts() -> None:
+    doc = b'{"token":"GZ-SECRET"}'
+    for headers in (
+        [("Content-Encoding", "identity"), ("Content-Encoding", "gzip")],
+        [("Content-Encoding", "gzip"), ("Content-Encoding", "identity")],
+        [("content-encoding", "deflate"), ("Content-Encoding", "gzip")],
+    ):
+        data = gzip.compress(zlib.compress(doc) if headers[0][1] == "deflate" else doc)
+        capture = make_capture(
+            request_headers=[("Content-Type", "text/plain; charset=latin-1"), *headers], request_body=data
+        )
+        post = build(capture, denylist=["token"])["request"]["postData"]
+        assert json.loads(post["text"]) == {"token": "[REDACTED 9]"}, headers
+        assert post["_decodedSize"] == len(doc)
+
+
+def test_cookie_without_equals_sign() -> None:
+    capture = make_capture(request_headers=[("Cookie", "token; a=1; sid=s-1")])
+    e = build(capture, send_cookies=True, denylist=["token", "sid"])
+    assert header_value(e["request"]["headers"], "cookie") == "token=[REDACTED 0]; a=1; sid=[REDACTED 3]"
+    e = build(capture, send_cookies=True, allowlist=["cookie", "a"])
+    assert header_value(e["request"]["headers"], "cookie") == " a=1"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/xml", b"<a><password>XML-SECRET</password></a>"),
+        ("text/plain", b"password is XML-SECRET"),
+        ("application/octet-stream", b"\x00XML-SECRET"),
+        (None, b"XML-SECRET free text"),
+        ("application/json", b'"XML-SECRET"'),  # a bare JSON scalar: under no key
+        ("text/plain", b'{"id": "XML-SECRET" broken'),  # looks like JSON, does not parse
+    ],
+)
+def test_allowlist_omits_bodies_that_cannot_be_judged_key_by_key(content_type: str | None, body: bytes) -> None:
+    headers = [("Content-Type", content_type)] if content_type else []
+    capture = make_capture(request_headers=headers, request_body=body, response_headers=headers, response_body=body)
+    e = build(capture, allowlist=["id"])
+    expected = UNPARSABLE if body.startswith(b"{") else NOT_STRUCTURED
+    assert e["request"]["postData"]["text"] == expected
+    assert e["response"]["content"]["text"] == expected
+    assert "XML-SECRET" not in json.dumps(e)
+    # A denylist alone keeps free text (documented: it cannot be judged, nothing unlisted
+    # is promised removed).
+    if content_type in ("application/xml", "text/plain") and not body.startswith(b"{"):
+        assert "XML-SECRET" in build(capture, denylist=["password"])["request"]["postData"]["text"]
+
+
+def test_allowlist_removes_scalars_under_no_key_from_a_body() -> None:
+    body = json.dumps([{"id": 1, "pw": "x"}, "ARRAY-SECRET", [2, {"id": 3}]]).encode()
+    capture = make_capture(request_headers=[("Content-Type", "application/json")], request_body=body)
+    assert json.loads(build(capture, allowlist=["id"])["request"]["postData"]["text"]) == [{"id": 1}, [{"id": 3}]]
+    # In a parameter the array is under the parameter's name: kept when that name is listed.
+    capture = make_capture(method="GET", query=urlencode({"ids": '["a", {"id": 1, "x": 2}]'}))
+    assert build(capture, allowlist=["ids", "id"])["request"]["queryString"] == [
+        {"name": "ids", "value": '["a",{"id":1}]'}
+    ]
+
+
+def test_undeclared_json_that_cannot_match_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    class CountingJson:
+        dumps = staticmethod(json.dumps)
+
+        @staticmethod
+        def loads(text: Any, **kwargs: Any) -> Any:
+            calls.append(type(text).__name__)
+            return json.loads(text, **kwargs)
+
+    monkeypatch.setattr(redaction, "json", CountingJson)
+    r = Redactor(["token"])
+    assert r.json_text('{"a": 1}', declared=False) == '{"a": 1}'
+    assert r.json_text("{not json", declared=False) == "{not json"
+    assert calls == []  # nothing to redact and the verdict is "send as written" anyway
+    assert r.json_text('{"a": 1}', declared=True) == '{"a": 1}'
+    assert r.json_text("{not json", declared=True) is None  # declared JSON: fails closed
+    assert len(calls) == 2
 
 
 # ======================================================================================
