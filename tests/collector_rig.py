@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import sys
 import time
 import urllib.error
@@ -140,3 +141,16 @@ def wait_count(base: str, count: int, timeout: float = 20.0, query: str = "") ->
         if time.monotonic() > deadline:
             raise AssertionError(f"{body['total']} of {count} logs arrived within {timeout}s")
         time.sleep(0.1)
+
+
+def send_raw(port: int, data: bytes, *, host: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
+    """Send ``data`` as is and read until the server closes; the write side stays open.
+
+    (A server still waiting for body bytes would keep the connection: ``TimeoutError``.)
+    """
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)

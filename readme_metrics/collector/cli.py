@@ -32,8 +32,15 @@ DEFAULT_DB = "readme-metrics.sqlite3"
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
     return value
 
 
@@ -55,7 +62,9 @@ def parser() -> argparse.ArgumentParser:
         help="run the local collector and dashboard",
         description="Run a local metrics endpoint (the hosted API's protocol) with a dashboard at /.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; IPv6 such as ::1 works too)"
+    )
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)"
     )
@@ -81,9 +90,9 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-batch-mb",
-        type=_non_negative_float,
+        type=_positive_float,
         default=DEFAULT_MAX_BATCH_BYTES / 1024 / 1024,
-        help="largest accepted batch, after decompression (default 64)",
+        help="largest accepted batch in MiB, after decompression (default 64; must be > 0)",
     )
     serve.add_argument(
         "--prune-interval",

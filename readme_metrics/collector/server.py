@@ -7,9 +7,15 @@ Routes (all answers are JSON unless said otherwise):
     is a JSON array of log objects, plain or ``Content-Encoding: gzip`` (``Content-Length``
     or chunked). Every log of the batch is validated before any is stored: a malformed
     batch gets ``400 {"error": "<reason>"}`` and stores nothing; a missing or unknown key
-    gets 401; a body (or its decompressed form) over ``max_batch_bytes`` gets 413. Success
+    gets 401; a body (or its decompressed form) over ``max_batch_bytes`` gets 413. A
+    ``Content-Length`` other than plain ASCII digits, or a chunk size other than hexadecimal
+    digits, gets 400 and the connection is closed. JSON's non-standard ``NaN`` and
+    ``Infinity`` (and numbers too large for a float) are refused (400), as are strings
+    holding a lone UTF-16 surrogate (``"\\ud800"``), which cannot be stored as UTF-8. Success
     is ``202 {"accepted": n, "stored": n_new}`` (a log id already stored is not stored again).
-    With no API keys configured, any non-empty key is accepted.
+    With no API keys configured, any non-empty key is accepted. While the collector stops,
+    a batch whose body is being read or stored is finished (202); a new one gets 503 with
+    ``Retry-After`` (the SDK retries it later).
 ``GET /v1``
     ``{"baseUrl": "<collector URL>"}`` (same auth): the base of documentation links, so that
     ``{baseUrl}/logs/{_id}`` opens that log in the dashboard.
@@ -25,6 +31,9 @@ or ``{"filters": {...}}``)
 ``GET /healthz``
     ``{"ok": true, "logs": <count>}``.
 
+The server listens on IPv4, or on IPv6 when the host holds a colon (``::1``; ``::`` also
+accepts IPv4 where the system allows dual-stack sockets).
+
 The dashboard routes carry no authentication: logs can hold personal data, so the
 collector binds to 127.0.0.1 by default, and while bound to a loopback address it answers
 dashboard requests only for loopback host names (a guard against DNS rebinding).
@@ -34,8 +43,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import json
+import math
+import re
+import socket
 import threading
 import time
 import zlib
@@ -47,11 +60,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from readme_metrics._log import logger
 from readme_metrics._version import __version__
-from readme_metrics.collector.storage import Filters, InvalidLogError, Log, Storage, validate_batch
+from readme_metrics.collector.storage import (
+    Filters,
+    InvalidLogError,
+    Log,
+    Storage,
+    StorageClosedError,
+    validate_batch,
+)
 
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 EXPORT_LIMIT = 10_000
 _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
+_DIGITS = re.compile(r"[0-9]+")
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class HttpError(Exception):
@@ -103,6 +125,35 @@ def decompress_gzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Strict JSON: ``NaN``, ``Infinity`` and numbers beyond a float's range are ``ValueError``.
+
+    (They would be stored, then served back as text that is not JSON.)
+    """
+    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":  # also accept IPv4 where the system allows it
+            with contextlib.suppress(AttributeError, OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 def har_of(logs: Iterable[Log]) -> dict[str, Any]:
     """A HAR 1.2 document of stored log objects (one entry each; ``_readmeLogId`` names the log)."""
     entries = []
@@ -148,9 +199,9 @@ class Collector:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.loopback_only = _is_loopback(host)
         self._page = dashboard_html()
-        self._active = 0
+        self._active = 0  # ingests whose body is being read or stored (under _active_cond)
         self._active_cond = threading.Condition()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # set under _active_cond: no ingest starts after it
         self._thread: threading.Thread | None = None
         self._pruner: threading.Thread | None = None
         collector = self
@@ -159,12 +210,16 @@ class Collector:
             pass
 
         Handler.collector = collector
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        host = host.strip("[]")
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self.httpd = server_class((host, port), Handler)
         self.httpd.daemon_threads = True
         bound_host, bound_port = self.httpd.server_address[:2]
         shown = str(bound_host)
-        if shown in ("0.0.0.0", "::"):
+        if shown == "0.0.0.0":
             shown = "127.0.0.1"
+        elif shown == "::":
+            shown = "::1"
         if ":" in shown:
             shown = f"[{shown}]"
         self.port = int(bound_port)
@@ -200,15 +255,22 @@ class Collector:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, let batches being stored finish (within ``timeout``), close."""
-        self._stop.set()
+        """Stop accepting, let batches being read or stored finish (within ``timeout``), close.
+
+        From then on a new batch (say on a kept-alive connection) gets 503, never a
+        half-closed store.
+        """
+        deadline = time.monotonic() + timeout
+        with self._active_cond:
+            self._stop.set()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(timeout)
-        deadline = time.monotonic() + timeout
         with self._active_cond:
             while self._active and time.monotonic() < deadline:
                 self._active_cond.wait(deadline - time.monotonic())
+        if self._pruner is not None:
+            self._pruner.join(max(deadline - time.monotonic(), 0.1))
         self.httpd.server_close()
         self.storage.close()
 
@@ -237,6 +299,18 @@ class Collector:
             raise HttpError(401, "unknown API key", challenge)
         return key
 
+    def begin_ingest(self) -> None:
+        """Count an ingest as active (before its body is read), or 503 once stopping."""
+        with self._active_cond:
+            if self._stop.is_set():
+                raise HttpError(503, "the collector is stopping; retry later", {"Retry-After": "5"})
+            self._active += 1
+
+    def end_ingest(self) -> None:
+        with self._active_cond:
+            self._active -= 1
+            self._active_cond.notify_all()
+
     def ingest(self, body: bytes, encoding: str) -> dict[str, int]:
         """Validate and store one batch (all or nothing)."""
         encoding = encoding.strip().lower()
@@ -245,14 +319,17 @@ class Collector:
         elif encoding not in ("", "identity"):
             raise HttpError(415, f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
         try:
-            payload = json.loads(body)
+            payload = parse_json(body)
         except (ValueError, RecursionError) as exc:
             raise HttpError(400, f"the body is not JSON: {exc}") from None
         try:
             records = validate_batch(payload)
         except InvalidLogError as exc:
             raise HttpError(400, str(exc)) from None
-        stored = self.storage.insert(records)
+        try:
+            stored = self.storage.insert(records)
+        except StorageClosedError:  # stop() gave up waiting for this batch
+            raise HttpError(503, "the collector is stopping; retry later", {"Retry-After": "5"}) from None
         return {"accepted": len(records), "stored": stored}
 
     def base_url(self, host_header: str | None) -> str:
@@ -296,14 +373,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_read = True
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             return self._read_chunked(limit)
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
             return b""
-        try:
-            length = int(length_text)
-        except ValueError:
+        length_text = lengths[0].strip(" \t")
+        # int() would take "-1" (read until the client closes: no bound), "+5" and "1_000".
+        if not _DIGITS.fullmatch(length_text) or any(other.strip(" \t") != length_text for other in lengths):
             self.close_connection = True
-            raise HttpError(400, "malformed Content-Length") from None
+            raise HttpError(400, "malformed Content-Length")
+        length = int(length_text)
         if length > limit:
             if length <= 2 * limit:  # read it, so that the client gets the answer, not a reset
                 while length > 0:
@@ -314,17 +392,21 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.close_connection = True
             raise HttpError(413, f"the body is larger than {limit} bytes")
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True
+            raise HttpError(400, "the body is shorter than its Content-Length")
+        return body
 
     def _read_chunked(self, limit: int) -> bytes:
         out = bytearray()
         while True:
             line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
+            size_text = line.split(b";")[0].strip(b" \t\r\n")
+            if not _HEX_DIGITS.fullmatch(size_text):  # int(x, 16) takes "-1", "0x10", "1_0"
                 self.close_connection = True
-                raise HttpError(400, "malformed chunked body") from None
+                raise HttpError(400, "malformed chunked body")
+            size = int(size_text, 16)
             if size == 0:
                 while self.rfile.readline(1024).strip():  # trailers
                     pass
@@ -332,7 +414,11 @@ class _Handler(BaseHTTPRequestHandler):
             if len(out) + size > limit:
                 self.close_connection = True
                 raise HttpError(413, f"the body is larger than {limit} bytes")
-            out += self.rfile.read(size)
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                self.close_connection = True
+                raise HttpError(400, "the chunked body is truncated")
+            out += chunk
             self.rfile.readline(1024)
 
     def _query(self) -> dict[str, str]:
@@ -376,15 +462,12 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "POST":
                 raise HttpError(405, "use POST", {"Allow": "POST"})
             c.check_key(self.headers.get("Authorization"))
-            body = self._read_body(c.max_batch_bytes)
-            with c._active_cond:
-                c._active += 1
+            c.begin_ingest()  # before the body is read: stop() waits for this batch
             try:
+                body = self._read_body(c.max_batch_bytes)
                 result = c.ingest(body, self.headers.get("Content-Encoding") or "")
             finally:
-                with c._active_cond:
-                    c._active -= 1
-                    c._active_cond.notify_all()
+                c.end_ingest()
             self._json(202, result)
             return
         if path in ("/v1", "/v1/"):
@@ -441,7 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
         filters = Filters()
         if method == "POST":
             try:
-                request = json.loads(self._read_body(16 * 1024 * 1024) or b"{}")
+                request = parse_json(self._read_body(16 * 1024 * 1024) or b"{}")
             except ValueError:
                 raise HttpError(400, "the body must be JSON: {'ids': [...]} or {'filters': {...}}") from None
             if not isinstance(request, dict):

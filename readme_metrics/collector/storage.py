@@ -4,6 +4,9 @@ The interface is small on purpose, so that another database could stand in later
 
 - :func:`validate_batch` turns a decoded ``POST /v1/request`` body into :class:`Record`
   objects, or raises :class:`InvalidLogError` naming the first problem (nothing is stored then).
+  Validation also encodes each log as the JSON text to store, so that whatever cannot be
+  stored (a string holding a lone UTF-16 surrogate, nesting too deep to encode) is an
+  invalid log, not a failed insert.
 - :class:`Storage` keeps records: :meth:`~Storage.insert` (one transaction per batch),
   :meth:`~Storage.get`, :meth:`~Storage.logs`, :meth:`~Storage.full_logs`,
   :meth:`~Storage.summary`, :meth:`~Storage.count`, :meth:`~Storage.prune`.
@@ -92,6 +95,10 @@ class InvalidLogError(ValueError):
     """A log object (or the batch) does not follow the wire format; the message says why."""
 
 
+class StorageClosedError(RuntimeError):
+    """:meth:`Storage.insert` after :meth:`Storage.close` (the collector is stopping)."""
+
+
 # -- validation ------------------------------------------------------------------------
 
 _ISO = re.compile(
@@ -142,6 +149,7 @@ class Record:
     group_label: str
     client_ip: str
     log: Log
+    text: str  # the log as stored: compact JSON, valid UTF-8
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -159,9 +167,29 @@ def _string(value: Any, where: str, *, limit: int = 100_000) -> str:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidLogError(f"{where} must be a number >= 0")
-    return float(value)
+    try:
+        number = float(value)  # OverflowError for an int beyond a float's range (10**400)
+    except OverflowError:
+        raise InvalidLogError(f"{where} is too large") from None
+    if not math.isfinite(number) or number < 0:
+        raise InvalidLogError(f"{where} must be a number >= 0")
+    return number
+
+
+def _stored_text(log: Log) -> str:
+    """The JSON text to store; :class:`InvalidLogError` if it cannot be stored as UTF-8."""
+    try:
+        text = json.dumps(log, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidLogError("a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
+    except RecursionError:
+        raise InvalidLogError("the log is nested too deeply") from None
+    except ValueError as exc:  # NaN or Infinity (the server's JSON parser refuses them already)
+        raise InvalidLogError(str(exc)) from None
+    return text
 
 
 def record_of(log: Any) -> Record:
@@ -208,6 +236,7 @@ def record_of(log: Any) -> Record:
         group_label=str(label) if label is not None else "",
         client_ip=str(client_ip) if client_ip is not None else "",
         log=log,
+        text=_stored_text(log),
     )
 
 
@@ -351,6 +380,7 @@ class Storage:
         self._pool_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
         self._last_prune = 0.0
+        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         with self._write_lock:
@@ -362,8 +392,8 @@ class Storage:
             self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connect(self) -> sqlite3.Connection:
+        # timeout=30.0 is SQLite's busy timeout: wait up to 30 s for another writer.
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
@@ -389,12 +419,16 @@ class Storage:
         for conn in readers:
             conn.close()
         with self._write_lock:
+            self._closed = True
             self._writer.close()
 
     # -- writing -----------------------------------------------------------------------
 
     def insert(self, records: Sequence[Record]) -> int:
-        """Store a batch in one transaction; the number of new rows (known ids are skipped)."""
+        """Store a batch in one transaction; the number of new rows (known ids are skipped).
+
+        :class:`StorageClosedError` after :meth:`close`.
+        """
         if not records:
             return 0
         now = time.time()
@@ -414,12 +448,14 @@ class Storage:
                     r.group_label,
                     r.client_ip,
                 ),
-                json.dumps(r.log, ensure_ascii=False, separators=(",", ":")),
+                r.text,
             )
             for r in records
         ]
         stored = 0
         with self._write_lock:
+            if self._closed:
+                raise StorageClosedError(f"{self.path} is closed")
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
