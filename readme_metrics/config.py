@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from readme_metrics.redaction import DEFAULT_MAX_BODY_BYTES
@@ -215,7 +215,3 @@ class MetricsApiConfig:
     def __repr__(self) -> str:
         # Never print the key itself.
         return f"MetricsApiConfig(api_key='…{self.api_key[-4:]}', metrics_server={self.metrics_server!r})"
-
-    def options(self) -> Mapping[str, Any]:
-        """The effective settings, without the API key (for logging and debugging)."""
-        return {k: v for k, v in vars(self).items() if k != "api_key"}

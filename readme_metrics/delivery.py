@@ -39,8 +39,10 @@ from __future__ import annotations
 import atexit
 import base64
 import collections
+import contextlib
 import gzip
 import json
+import math
 import os
 import threading
 import time
@@ -91,6 +93,11 @@ def _yield_gil(since: float) -> float:
 MIN_POST_GAP = 0.2
 
 
+#: Of a close's time budget, the last this many seconds (at most a quarter of the budget)
+#: are kept for the worker to settle its last batch and exit: posts and retries stop before.
+CLOSE_GRACE = 0.25
+
+
 class DeliveryError(Exception):
     """The metrics API did not accept a batch.
 
@@ -139,18 +146,33 @@ class Transport(Protocol):
 
 def _dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON: with ``orjson`` when installed (the ``[fast]`` extra: about ten
-    times faster, and it holds the GIL that much less), else with the standard library."""
+    times faster, and it holds the GIL that much less), else with the standard library.
+
+    NaN and the infinities, which JSON cannot hold, are written as ``null`` on both paths
+    (as ``orjson`` and JavaScript's ``JSON.stringify`` do): the standard library would
+    write ``NaN``, which the API rejects, and with it the whole batch.
+    """
     if _orjson is not None:
         try:
             return _orjson.dumps(value, option=_orjson.OPT_NON_STR_KEYS)
         except TypeError:  # what orjson cannot encode, json may (e.g. integers past 64 bits)
             pass
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # rare: a non-finite float (from a mask hook); or a circular value
+        text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
 
 
-def encode(logs: list[Log]) -> bytes:
-    """The wire body of a batch: a compact JSON array, UTF-8."""
-    return _dumps(logs)
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (value or key) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_finite(k) if isinstance(k, float) else k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
@@ -170,13 +192,7 @@ def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
         except (TypeError, ValueError, RecursionError):
             continue
         kept.append(log)
-    pieces = [b"["]
-    for part in parts:
-        pieces += (part, b",")
-    pieces[-1] = b"]"  # the last comma, or the opening bracket of an empty batch
-    if len(pieces) == 1:
-        pieces.append(b"]")
-    return Batch(kept, b"".join(pieces)), len(logs) - len(kept)
+    return Batch(kept, b"[" + b",".join(parts) + b"]"), len(logs) - len(kept)
 
 
 class HttpTransport:
@@ -261,14 +277,15 @@ class Client:
         """Fresh state: at construction, and in a forked child."""
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[Capture] = collections.deque()
+        # (capture, its approx_bytes, when it was queued): the size is computed once.
+        self._queue: collections.deque[tuple[Capture, int, float]] = collections.deque()
         self._queued_bytes = 0
         self._in_flight = 0
         self._flushing = 0
         self._stopping = False
         self._deadline: float | None = None
+        self._closes = 0  # close() calls begun: a batch older than a finished close gives up
         self._thread: threading.Thread | None = None
-        self._send_lock = threading.Lock()
         self._last_take = float("-inf")
         self.transport = self._make_transport()
         self._stats: dict[str, Any] = _new_stats()
@@ -293,6 +310,7 @@ class Client:
             # the child has a single thread, so resetting outside the lock is safe.
             self._reset()
         size = capture.approx_bytes
+        now = time.monotonic()
         with self._cond:
             queue = self._queue
             if len(queue) >= self.config.max_queue_events or self._queued_bytes + size > self.config.max_queue_bytes:
@@ -300,7 +318,7 @@ class Client:
                 full = True
             else:
                 full = False
-                queue.append(capture)
+                queue.append((capture, size, now))
                 self._queued_bytes += size
                 self._stats["queued"] += 1
                 n = len(queue)
@@ -308,7 +326,11 @@ class Client:
                 if n == 1 or n == self.config.buffer_length or n == self.config.max_batch_events:
                     self._cond.notify_all()
                 if self._thread is None:
-                    self._start_locked()
+                    # No new thread now (at interpreter exit, or out of resources): the event
+                    # stays queued for the next submit, flush() or the exit flush, which
+                    # delivers inline when no thread can start.
+                    with contextlib.suppress(RuntimeError):
+                        self._start_locked()
         if full:
             warn_limited(
                 "queue_full", "readme_metrics: queue full (%d events); dropping logs", self.config.max_queue_events
@@ -333,15 +355,16 @@ class Client:
                 if self._thread is threading.current_thread():
                     self._thread = None
                 return None
-            deadline = time.monotonic() + cfg.flush_interval
-            while len(self._queue) < cfg.buffer_length and not self._stopping and not self._flushing:
+            # flush_interval counts from when the oldest waiting event was queued.
+            deadline = self._queue[0][2] + cfg.flush_interval
+            while len(self._queue) < cfg.buffer_length and not self._hurry_locked():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             # Under load, let the batch grow: one post per MIN_POST_GAP at most.
             gap_end = self._last_take + MIN_POST_GAP
-            while len(self._queue) < cfg.max_batch_events and not self._stopping and not self._flushing:
+            while len(self._queue) < cfg.max_batch_events and not self._hurry_locked():
                 remaining = gap_end - time.monotonic()
                 if remaining <= 0:
                     break
@@ -349,12 +372,16 @@ class Client:
             self._last_take = time.monotonic()
             return self._pop_locked()
 
+    def _hurry_locked(self) -> bool:
+        """Whether to send what is queued now: stopping, flushing or closing."""
+        return self._stopping or self._flushing > 0 or self._deadline is not None
+
     def _pop_locked(self) -> list[Capture]:
         queue = self._queue
-        batch = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch_events))]
-        self._queued_bytes -= sum(c.approx_bytes for c in batch)
-        self._in_flight += len(batch)
-        return batch
+        items = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch_events))]
+        self._queued_bytes -= sum(size for _, size, _ in items)
+        self._in_flight += len(items)
+        return [capture for capture, _, _ in items]
 
     def _run(self) -> None:
         while True:
@@ -364,11 +391,9 @@ class Client:
             self._process(batch)
 
     def _process(self, batch: list[Capture]) -> None:
-        count = len(batch)  # _prepare empties the list as soon as the logs are built
+        count = len(batch)  # _build_logs empties the list as soon as the logs are built
         try:
             self._deliver(batch)
-        except Exception:  # never let the worker die
-            logger.exception("readme_metrics: unexpected error in the delivery worker")
         finally:
             with self._cond:
                 self._in_flight -= count
@@ -378,9 +403,7 @@ class Client:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
         cfg = self.config
         try:
-            log = build_log(
-                capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body
-            )
+            log = build_log(capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body)
         except Exception as exc:
             self._count_dropped("build_error", 1)
             warn_limited("build", "readme_metrics: could not build a log (%s: %s)", type(exc).__name__, exc)
@@ -402,7 +425,8 @@ class Client:
                 return None
         return log
 
-    def _prepare(self, captures: list[Capture]) -> Batch | None:
+    def _build_logs(self, captures: list[Capture]) -> list[Log]:
+        """The log objects of ``captures`` (those that cannot be built are counted)."""
         logs: list[Log] = []
         mark = time.perf_counter()
         for capture in captures:
@@ -411,8 +435,10 @@ class Client:
                 logs.append(log)
             mark = _yield_gil(mark)  # the app's threads first: a batch is built in short slices
         captures.clear()  # their body copies are in the logs now: free them before encoding
-        if not logs:
-            return None
+        return logs
+
+    def _encode(self, logs: list[Log]) -> Batch | None:
+        """The batch of ``logs`` (those that cannot be encoded are counted); None if empty."""
         batch, unencodable = encode_batch(logs)
         if self._key_json is not None and self._key_json in batch.body:
             # Rare: the API key is somewhere in the batch. Scrub every log and encode again.
@@ -423,10 +449,25 @@ class Client:
         return batch if batch.logs else None
 
     def _deliver(self, captures: list[Capture], *, retries: bool = True) -> None:
-        """Send one batch, retrying as the policy says; count what becomes of it."""
-        batch = self._prepare(captures)
-        if batch is None:
-            return
+        """Build, encode and send one batch, retrying as the policy says (``retries``);
+        count what becomes of every event. Never raises: an unexpected error is logged and
+        the events it leaves unsettled are counted as ``dropped["internal_error"]``."""
+        unsettled = len(captures)
+        try:
+            logs = self._build_logs(captures)
+            unsettled = len(logs)
+            batch = self._encode(logs) if logs else None
+            if batch is None:
+                return
+            unsettled = len(batch)
+            self._send(batch, retries)
+        except Exception as exc:
+            logger.exception("readme_metrics: unexpected error while delivering logs")
+            self._give_up(unsettled, "internal_error", f"{type(exc).__name__}: {exc}", warn=False)
+
+    def _send(self, batch: Batch, retries: bool) -> None:
+        """Post ``batch``, retrying as the policy says; count what becomes of it."""
+        closes = self._closes
         policy = self.retry
         first_try = time.monotonic()
         attempt = 0
@@ -435,34 +476,44 @@ class Client:
             attempt += 1
             timeout = self._attempt_timeout()
             if timeout <= 0:
-                self._give_up(batch, "shutdown", "shutdown deadline reached")
+                self._give_up(len(batch), "shutdown", "shutdown deadline reached")
                 return
+            if attempt > 1:
+                with self._cond:
+                    self._stats["retried"] += 1
             try:
                 sent_bytes = self.transport.send(batch, timeout)
             except DeliveryError as exc:
                 error: DeliveryError = exc
             except Exception as exc:  # a custom transport's bug: not worth retrying
-                self._give_up(batch, "transport_error", f"{type(exc).__name__}: {exc}")
+                self._give_up(len(batch), "transport_error", f"{type(exc).__name__}: {exc}")
                 return
             else:
                 self._succeeded(batch, sent_bytes)
                 return
             status = error.status
             if status in (401, 403):
-                self._refused(batch, status, error)
+                self._give_up(len(batch), "unauthorized", str(error), warn=False)
+                warn_limited(
+                    "unauthorized",
+                    "readme_metrics: the metrics API refused the API key (HTTP %d): check `api_key` in "
+                    "MetricsApiConfig (the key is wrong, revoked or blocked); logs are dropped until it is fixed",
+                    status,
+                    every=300.0,
+                )
                 return
             if not policy.is_retryable(status):
-                self._give_up(batch, "rejected", str(error))
+                self._give_up(len(batch), "rejected", str(error))
                 return
             if last_try:
-                self._give_up(batch, "shutdown" if retries else "delivery_error", str(error))
+                self._give_up(len(batch), "shutdown" if retries else "delivery_error", str(error))
                 return
             if attempt >= policy.attempts:
-                self._give_up(batch, "retries_exhausted", f"{error} (after {attempt} tries)")
+                self._give_up(len(batch), "retries_exhausted", f"{error} (after {attempt} tries)")
                 return
             pause = policy.wait(attempt, error.retry_after)
             if time.monotonic() + pause - first_try > policy.max_age:
-                self._give_up(batch, "too_old", f"{error} (retries would exceed max_age={policy.max_age:g}s)")
+                self._give_up(len(batch), "too_old", f"{error} (retries would exceed max_age={policy.max_age:g}s)")
                 return
             self._note_failure(str(error))
             warn_limited(
@@ -472,13 +523,11 @@ class Client:
                 error,
                 pause,
             )
-            outcome = self._pause(pause)
+            outcome = self._pause(pause, closes)
             if outcome == "stop":
-                self._give_up(batch, "shutdown", f"{error} (shutdown deadline reached)")
+                self._give_up(len(batch), "shutdown", f"{error} (shutdown deadline reached)")
                 return
             last_try = outcome == "last"
-            with self._cond:
-                self._stats["retried"] += 1
 
     def _attempt_timeout(self) -> float:
         """``timeout``, cut to what is left before the shutdown deadline, if one is set."""
@@ -488,13 +537,15 @@ class Client:
             timeout = min(timeout, deadline - time.monotonic())
         return timeout
 
-    def _pause(self, seconds: float) -> str:
+    def _pause(self, seconds: float, closes: int) -> str:
         """Wait before a retry: "go" when the pause is over, "last" when a shutdown
-        deadline falls before its end (try once more now), "stop" when closed."""
+        deadline falls before its end (try once more now), "stop" when closed (the worker
+        is stopping, or a close begun after ``closes`` has ended while the batch waited:
+        that close counted the batch as not delivered)."""
         end = time.monotonic() + seconds
         with self._cond:
             while True:
-                if self._stopping:
+                if self._stopping or (self._closes != closes and self._deadline is None):
                     return "stop"
                 if self._deadline is not None and end > self._deadline:
                     return "last"
@@ -520,47 +571,41 @@ class Client:
         with self._cond:
             self._stats["dropped"][reason] += count
 
-    def _give_up(self, batch: Batch, reason: str, message: str) -> None:
+    def _give_up(self, count: int, reason: str, message: str, *, warn: bool = True) -> None:
+        """Count a batch of ``count`` events as given up for ``reason``; warn (rate-limited)
+        unless the caller says it more precisely itself."""
         with self._cond:
             stats = self._stats
             stats["batches_failed"] += 1
-            stats["dropped"][reason] += len(batch)
+            stats["dropped"][reason] += count
             stats["last_error"] = message
             stats["last_error_time"] = time.time()
-        warn_limited(
-            "dropped:" + reason,
-            "readme_metrics: %d logs dropped (%s): %s",
-            len(batch),
-            reason.replace("_", " "),
-            message,
-        )
-
-    def _refused(self, batch: Batch, status: int, error: DeliveryError) -> None:
-        with self._cond:
-            stats = self._stats
-            stats["batches_failed"] += 1
-            stats["dropped"]["unauthorized"] += len(batch)
-            stats["last_error"] = str(error)
-            stats["last_error_time"] = time.time()
-        warn_limited(
-            "unauthorized",
-            "readme_metrics: the metrics API refused the API key (HTTP %d): check `api_key` in "
-            "MetricsApiConfig (the key is wrong, revoked or blocked); logs are dropped until it is fixed",
-            status,
-            every=300.0,
-        )
+        if warn:
+            warn_limited(
+                "dropped:" + reason,
+                "readme_metrics: %d logs dropped (%s): %s",
+                count,
+                reason.replace("_", " "),
+                message,
+            )
 
     def _send_sync(self, capture: Capture) -> None:
         """``background_worker_mode=False``: build and send in the caller's thread, one
         try per batch (a retry pause would stall the app's request)."""
-        with self._send_lock:
-            self._queue.append(capture)
+        with self._cond:
+            self._queue.append((capture, 0, 0.0))
             self._stats["queued"] += 1
             if len(self._queue) < self.config.buffer_length:
                 return
-            batch = list(self._queue)
-            self._queue.clear()
+            batch = self._take_all_locked()
         self._deliver(batch, retries=False)
+
+    def _take_all_locked(self) -> list[Capture]:
+        """Empty the queue (synchronous mode); its captures."""
+        captures = [capture for capture, _, _ in self._queue]
+        self._queue.clear()
+        self._queued_bytes = 0
+        return captures
 
     # -- control -----------------------------------------------------------------------
 
@@ -571,9 +616,8 @@ class Client:
         late stage of interpreter exit), delivers in the calling thread.
         """
         if not self.config.background_worker_mode:
-            with self._send_lock:
-                batch = list(self._queue)
-                self._queue.clear()
+            with self._cond:
+                batch = self._take_all_locked()
             if batch:
                 self._deliver(batch, retries=False)
             return True
@@ -585,6 +629,9 @@ class Client:
             self._cond.notify_all()
             try:
                 while self._queue or self._in_flight:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
                     if self._queue and (self._thread is None or not self._thread.is_alive()):
                         try:
                             self._start_locked()
@@ -592,9 +639,6 @@ class Client:
                             self._thread = None
                             self._drain_inline_locked(deadline)
                             continue
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
                     self._cond.wait(0.1 if remaining is None else min(remaining, 0.1))
             finally:
                 self._flushing -= 1
@@ -614,17 +658,33 @@ class Client:
         """Flush within ``timeout`` (default ``shutdown_timeout``), then stop the worker.
 
         Retries stop at the deadline; what is still queued or in flight then is counted
-        as dropped (``shutdown``). The client may be used again afterwards (a new worker
-        starts with the next event).
+        as dropped (``shutdown``). The whole close, the worker's exit included, keeps to
+        the deadline. The client may be used again afterwards: an event submitted later
+        is delivered as usual, retries included (by the same worker, or a new one).
         """
         timeout = self.config.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self._begin_close(deadline):
+            self._finish_close(deadline, timeout)
+
+    def _begin_close(self, deadline: float) -> bool:
+        """Start closing: the worker sends what is queued at once, each post and retry
+        pause cut to end ``CLOSE_GRACE`` before ``deadline``. False in a forked child that
+        inherited this client before its reset."""
         with self._cond:
             if os.getpid() != self._pid:
-                return
-            self._deadline = time.monotonic() + timeout
+                return False
+            self._closes += 1
+            self._deadline = deadline - min(CLOSE_GRACE, max(0.0, deadline - time.monotonic()) / 4)
             self._cond.notify_all()
+        return True
+
+    def _finish_close(self, deadline: float, timeout: float) -> None:
+        """Wait for the flush begun by :meth:`_begin_close`; count and report what is left
+        at the deadline; stop the worker and close the transport; ready for reuse."""
         try:
-            if not self.flush(timeout):
+            send_deadline = self._deadline if self._deadline is not None else deadline
+            if not self.flush(max(0.0, send_deadline - time.monotonic())):
                 with self._cond:
                     left = len(self._queue)
                     self._queue.clear()
@@ -633,11 +693,10 @@ class Client:
                         self._stats["dropped"]["shutdown"] += left
                     self._stopping = True
                     self._cond.notify_all()
-                    # The batch in flight ends within the deadline (its timeout was cut
-                    # to it); give the worker a moment to count it.
-                    end = time.monotonic() + 0.5
-                    while self._in_flight and time.monotonic() < end:
-                        self._cond.wait(end - time.monotonic())
+                    # The batch in flight ends by the send deadline (its timeout was cut to
+                    # it, a retry pause ends at once): the grace lets the worker count it.
+                    while self._in_flight and (remaining := deadline - time.monotonic()) > 0:
+                        self._cond.wait(remaining)
                     in_flight = self._in_flight
                 logger.warning(
                     "readme_metrics: %d logs not delivered before the shutdown deadline (%gs)",
@@ -647,9 +706,17 @@ class Client:
         finally:
             with self._cond:
                 self._stopping = True
+                self._cond.notify_all()
+                thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))  # an idle worker exits at once
+            self.transport.close()
+            with self._cond:
+                # Ready for reuse: a worker that did not exit in time goes on serving; else
+                # the next submit starts a new one.
+                self._stopping = False
                 self._deadline = None
                 self._cond.notify_all()
-            self.transport.close()
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the counters; every field is described in docs/delivery.md."""
@@ -674,12 +741,19 @@ def client_for(config: MetricsApiConfig) -> Client:
 
 
 def _close_all() -> None:
+    """At interpreter exit: close every client of this process within one shared
+    deadline (each its own ``shutdown_timeout`` from the same start), all flushing at once."""
+    start = time.monotonic()
+    closing: list[tuple[Client, float]] = []
     for client in list(_clients):
-        if client._pid == os.getpid():
-            try:
-                client.close()
-            except Exception:
-                logger.exception("readme_metrics: error while flushing at exit")
+        deadline = start + client.config.shutdown_timeout
+        if client._pid == os.getpid() and client._begin_close(deadline):
+            closing.append((client, deadline))
+    for client, deadline in closing:
+        try:
+            client._finish_close(deadline, client.config.shutdown_timeout)
+        except Exception:
+            logger.exception("readme_metrics: error while flushing at exit")
 
 
 def _after_fork_in_child() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 from readme_metrics.delivery import Batch, Client, DeliveryError, client_for
@@ -105,16 +104,12 @@ class MemoryTransport:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Log]:
         """The logs, once at least ``count`` arrived (AssertionError after ``timeout``)."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                logs = [log for batch in self.batches for log in batch]
-                if len(logs) >= count:
-                    return logs
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(logs)} of {count} expected logs arrived within {timeout}s")
-                self._cond.wait(remaining)
+            if not self._cond.wait_for(lambda: sum(map(len, self.batches)) >= count, timeout):
+                raise AssertionError(
+                    f"{sum(map(len, self.batches))} of {count} expected logs arrived within {timeout}s"
+                )
+            return [log for batch in self.batches for log in batch]
 
     def stats(self) -> dict[str, Any]:
         """The client's counters (see docs/delivery.md)."""

@@ -131,20 +131,25 @@ class MetricsStandIn:
         self, predicate: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 10.0
     ) -> list[dict[str, Any]]:
         """The logs matching ``predicate`` once at least ``count`` arrived (else AssertionError)."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                found = [log for log in self.logs if predicate(log)]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(found)} of {count} expected logs arrived within {timeout}s")
-                self._cond.wait(remaining)
+            if not self._cond.wait_for(lambda: sum(map(predicate, self.logs)) >= count, timeout):
+                found = sum(map(predicate, self.logs))
+                raise AssertionError(f"{found} of {count} expected logs arrived within {timeout}s")
+            return [log for log in self.logs if predicate(log)]
 
     def matching(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         with self._cond:
             return [log for log in self.logs if predicate(log)]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``condition`` (for state no one signals, such as a client's counters) until it
+    holds; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.02)
 
 
 def entry(log: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ behaviour run under real gunicorn and uvicorn processes.
 from __future__ import annotations
 
 import concurrent.futures
-import gzip
 import json
 import logging
 import signal
@@ -31,7 +30,7 @@ from readme_metrics.retry import RETRYABLE_STATUSES, Retry, parse_retry_after
 from readme_metrics.testing import MemoryTransport
 from tests.apps import delivery_app
 from tests.servers import Server, free_port, gunicorn, uvicorn
-from tests.standin import Fault, MetricsStandIn, entry, header_value, with_header
+from tests.standin import Fault, MetricsStandIn, entry, header_value, wait_until, with_header
 
 FAST = Retry(attempts=10, backoff_factor=0.05, backoff_max=0.2, jitter=0.5)
 
@@ -162,12 +161,9 @@ def test_ids(logs: list[dict[str, Any]]) -> list[str]:
 test_ids.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
+def among(wanted: list[str]) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: the log's X-Test-Id is one of ``wanted``."""
+    return lambda log: test_ids([log])[0] in wanted
 
 
 def test_first_three_posts_503_every_event_arrives_once(api: MetricsStandIn, make_app: Callable[..., App]) -> None:
@@ -301,7 +297,112 @@ def test_shutdown_cuts_a_long_pause_short_for_a_last_try(make_app: Callable[...,
     with MetricsStandIn(port=port) as api:  # the API is back, the worker sleeps for 60 s
         app.client.close(timeout=5)
         assert test_ids(api.logs) == ["last-try"]
-    assert app.client.stats()["sent"] == 1
+    stats = app.client.stats()
+    assert stats["sent"] == 1 and stats["retried"] == 1
+
+
+def test_a_retry_the_deadline_leaves_no_time_for_is_not_counted_as_retried(make_app: Callable[..., App]) -> None:
+    port = free_port()
+    app = make_app(f"http://127.0.0.1:{port}", retry=Retry(backoff_factor=60, backoff_max=60, jitter=0))
+    app.get("no-time")
+    wait_until(lambda: app.client.stats()["last_error"] is not None)
+    app.client.close(timeout=0)  # the pause ends at once, but no time is left for a try
+    wait_until(lambda: app.client.stats()["waiting"] == 0)  # with no grace, counted just after
+    stats = app.client.stats()
+    assert stats["dropped"] == {"shutdown": 1} and stats["retried"] == 0 and stats["waiting"] == 0
+
+
+def test_the_client_is_usable_again_after_close(api: MetricsStandIn, make_app: Callable[..., App]) -> None:
+    # An ASGI app's lifespan may run more than once in a process (test clients): each
+    # shutdown closes the client, and the next events must still be delivered, with retries.
+    app = make_app(api.url, retry=FAST)
+    app.get("before-close")
+    app.client.close(timeout=5)
+    assert test_ids(api.logs) == ["before-close"]
+    for round_ in range(2):
+        api.faults.extend([Fault(503), Fault(503)])
+        wanted = ids(f"after-close-{round_}", 3)
+        for test_id in wanted:
+            app.get(test_id)
+        api.wait_for(among(wanted), count=3)
+        app.client.close(timeout=5)
+    assert [p.status for p in api.posts].count(503) == 4
+    stats = app.client.stats()
+    assert stats["sent"] == 7 and stats["dropped"] == {} and stats["retried"] >= 4 and stats["waiting"] == 0
+
+
+def test_close_keeps_to_its_deadline_across_clients(make_app: Callable[..., App]) -> None:
+    from readme_metrics import delivery
+
+    port = free_port()  # nothing listens: every client retries until the deadline
+    apps = [
+        make_app(f"http://127.0.0.1:{port}", retry=Retry(attempts=1000, backoff_factor=0.05, backoff_max=0.1), shutdown_timeout=1)
+        for _ in range(3)
+    ]
+    for n, app in enumerate(apps):
+        app.get(f"deadline-{n}")
+    wait_until(lambda: all(app.client.stats()["retried"] >= 1 for app in apps))
+    started = time.monotonic()
+    delivery._close_all()  # what atexit runs: one deadline for all, not one after the other
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + 0.5, f"3 clients with shutdown_timeout=1 took {elapsed:.2f}s to close"
+    for app in apps:
+        stats = app.client.stats()
+        assert stats["dropped"] == {"shutdown": 1} and stats["waiting"] == 0
+        assert app.client._thread is None or not app.client._thread.is_alive()  # joined
+
+
+def test_no_worker_thread_can_start(
+    api: MetricsStandIn, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As at interpreter exit: threading refuses new threads. submit() must not raise into
+    # the app, and flush() delivers inline, returning at its deadline (not looping forever).
+    api.faults.extend(Fault(200, delay=0.5) for _ in range(3))  # slow but successful posts
+    app = make_app(api.url, max_batch_events=1)
+    app.get("started")  # a worker is running: stop it, then forbid new ones
+    assert app.client.flush(timeout=5)
+    app.client.close(timeout=5)
+    wait_until(lambda: app.client._thread is None)
+
+    def refuse(self: Any) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(type(app.client), "_start_locked", refuse)
+    wanted = ids("no-thread", 3)
+    for test_id in wanted:
+        app.get(test_id)  # served, and queued
+    assert app.client.stats()["waiting"] == 3
+    result: list[bool] = []
+    flusher = threading.Thread(target=lambda: result.append(app.client.flush(timeout=0.2)))
+    flusher.start()
+    flusher.join(timeout=5)
+    assert not flusher.is_alive(), "flush() did not return at its deadline"
+    assert result == [False]  # one batch went inline (0.5 s), the deadline passed
+    assert app.client.stats()["waiting"] == 2
+    assert app.client.flush(timeout=10)
+    assert sorted(test_ids(api.logs)) == sorted(["started", *wanted])
+
+
+def test_an_unexpected_error_is_counted_and_the_worker_goes_on(
+    api: MetricsStandIn, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(api.url)
+    real_encode = app.client._encode
+
+    def broken(logs: list[dict[str, Any]]) -> Any:
+        raise KeyError("an SDK bug")
+
+    monkeypatch.setattr(app.client, "_encode", broken)
+    with caplog.at_level(logging.ERROR, logger="readme_metrics"):
+        app.get("lost")
+        wait_until(lambda: app.client.stats()["batches_failed"] == 1)
+    assert "unexpected error" in caplog.text and "an SDK bug" in caplog.text
+    monkeypatch.setattr(app.client, "_encode", real_encode)
+    app.get("after")
+    assert app.client.flush(timeout=5)
+    assert test_ids(api.logs) == ["after"]
+    stats = app.client.stats()
+    assert stats["dropped"] == {"internal_error": 1} and stats["sent"] == 1 and stats["waiting"] == 0
 
 
 def test_gzip_uploads(api: MetricsStandIn, make_app: Callable[..., App]) -> None:
@@ -309,7 +410,9 @@ def test_gzip_uploads(api: MetricsStandIn, make_app: Callable[..., App]) -> None
     app.get("gzip-1")
     assert app.client.flush(timeout=5)
     post = api.posts[-1]
+    # The stand-in gunzipped the body (a body that was not gzip would have been a 400).
     assert post.headers["content-encoding"] == "gzip" and post.status == 200
+    assert post.logs is not None and test_ids(post.logs) == ["gzip-1"]
     raw = json.dumps(post.logs, ensure_ascii=False, separators=(",", ":")).encode()
     assert int(post.headers["content-length"]) == app.client.stats()["bytes_sent"] < len(raw)
     # Off by default: plain JSON.
@@ -317,7 +420,7 @@ def test_gzip_uploads(api: MetricsStandIn, make_app: Callable[..., App]) -> None
     plain.get("gzip-off")
     api.wait_for(with_header("X-Test-Id", "gzip-off"))
     assert "content-encoding" not in api.posts[-1].headers
-    assert gzip.decompress(gzip.compress(raw)) == raw
+    assert test_ids(api.logs) == ["gzip-1", "gzip-off"]
 
 
 def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None:
@@ -414,7 +517,7 @@ def test_app_response_times_unchanged_while_the_api_hangs(api: MetricsStandIn) -
             response = requests.get(server.url + "/hello", headers={"X-Test-Id": test_id}, timeout=10)
             assert response.status_code == 200 and response.text == "hello"
             assert time.monotonic() - started < 1.0  # the API hangs for 3 s; the app does not
-        api.wait_for(lambda log: test_ids([log])[0] in wanted, count=len(wanted))
+        api.wait_for(among(wanted), count=len(wanted))
         stats = requests.get(server.url + "/_flush", timeout=15).json()
         assert stats["retried"] >= 2 and stats["sent"] == len(wanted) and stats["dropped"] == {}
         assert "within 0.5s" in stats["last_error"]
@@ -485,3 +588,24 @@ def test_sigterm_to_uvicorn_flushes_the_queue(api: MetricsStandIn) -> None:
     # uvicorn re-raises the SIGTERM it handled once it has shut down: atexit never runs.
     # What is queued is flushed at lifespan shutdown, by the ASGI middleware.
     assert_sigterm_flushes(api, server, wanted, exit_codes=(0, -signal.SIGTERM))
+
+
+@pytest.mark.parametrize("api_back", [True, False], ids=["api-back", "api-down"])
+def test_sigterm_to_uvicorn_during_a_retry_pause(api: MetricsStandIn, api_back: bool) -> None:
+    # The API answers 503; the worker then pauses 15-30 s before its retry. SIGTERM: the
+    # lifespan shutdown closes the client, which cuts the pause short for one last try.
+    api.faults.extend(Fault(503) for _ in range(1 if api_back else 5))
+    env = {"README_METRICS_SERVER": api.url, "RM_RETRY_BACKOFF": "60"}
+    server = uvicorn("tests.apps.delivery_asgi_app:wrapped", env)
+    try:
+        send_all(server, ["uvicorn-retry"], workers=1)
+        wait_until(lambda: len(api.posts) == 1, what="the first (failed) post")
+        time.sleep(0.2)  # the worker is in its retry pause now
+    finally:
+        output = server.stop()
+    assert server.proc.returncode in (0, -signal.SIGTERM), output
+    assert [p.status for p in api.posts] == [503, 200 if api_back else 503], output
+    if api_back:  # the last try delivered it
+        assert test_ids(api.logs) == ["uvicorn-retry"] and "dropped" not in output
+    else:  # or it is counted and reported
+        assert api.logs == [] and "1 logs dropped (shutdown)" in output

@@ -2,12 +2,11 @@
 
 Endpoints: ``/pid`` (the worker's process id, so a log tells which worker served it;
 ``/pid?0.1`` first sleeps 0.1 s),
-``/hello``, and, not logged, ``/_stats`` (the client's counters as JSON) and ``/_flush``.
+``/hello``, and, not logged, ``/_flush`` (flushes, then answers the client's counters as JSON).
 
 Environment: ``README_METRICS_SERVER`` (read by the config), ``RM_BUFFER_LENGTH``,
-``RM_FLUSH_INTERVAL``, ``RM_TIMEOUT``, ``RM_SHUTDOWN_TIMEOUT``, ``RM_COMPRESS`` and
-``RM_RETRY_BACKOFF`` / ``RM_RETRY_BACKOFF_MAX`` / ``RM_RETRY_ATTEMPTS``. In-process tests
-call :func:`make` with keyword overrides instead.
+``RM_FLUSH_INTERVAL``, ``RM_TIMEOUT`` and ``RM_RETRY_BACKOFF``. In-process tests call
+:func:`make` with keyword overrides instead.
 """
 
 from __future__ import annotations
@@ -44,13 +43,11 @@ def group(req: Any) -> Any:
 
 
 class ControlledMiddleware(WsgiMetricsMiddleware):
-    """The middleware plus two unlogged control endpoints for the tests."""
+    """The middleware plus an unlogged control endpoint for the tests."""
 
     def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO")
-        if path in ("/_stats", "/_flush"):
-            if path == "/_flush":
-                self.client.flush(10)
+        if environ.get("PATH_INFO") == "/_flush":
+            self.client.flush(10)
             body = json.dumps(self.stats()).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
@@ -65,13 +62,7 @@ def settings_from_env() -> dict[str, Any]:
         "max_batch_events": max(500, int(env("RM_BUFFER_LENGTH", "1"))),
         "flush_interval": float(env("RM_FLUSH_INTERVAL", "0.05")),
         "timeout": float(env("RM_TIMEOUT", "3")),
-        "shutdown_timeout": float(env("RM_SHUTDOWN_TIMEOUT", "5")),
-        "compress": env("RM_COMPRESS", "") == "1",
-        "retry": Retry(
-            attempts=int(env("RM_RETRY_ATTEMPTS", "10")),
-            backoff_factor=float(env("RM_RETRY_BACKOFF", "0.5")),
-            backoff_max=float(env("RM_RETRY_BACKOFF_MAX", "30")),
-        ),
+        "retry": Retry(backoff_factor=float(env("RM_RETRY_BACKOFF", "0.5"))),
     }
 
 
