@@ -119,6 +119,36 @@ def test_multipart_field_and_file(server: Server, api: MetricsStandIn) -> None:
     assert params[2]["fileName"] == "a.txt" and params[2]["_size"] == len(file_content)
 
 
+def test_review_leaks_stay_closed(server: Server, api: MetricsStandIn) -> None:
+    # A field whose content fakes a part ("--BOUNDARYx" is not a delimiter), a proxy
+    # credential, a token in a URL fragment, JSON under a binary type with a leading newline.
+    s = {k: secret(k) for k in ("fake", "proxy", "fragment", "octet")}
+    boundary = "b" + uuid.uuid4().hex
+    fake = f'x\r\n--{boundary}x\r\nContent-Disposition: form-data; name="harmless"\r\n\r\n{s["fake"]}'
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="password"\r\n\r\n{fake}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nreport\r\n--{boundary}--\r\n'
+    ).encode()
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Proxy-Authorization": f"Basic {s['proxy']}",
+        "Referer": f"https://app.test/cb#token={s['fragment']}&state=1",
+    }
+    status, test_id = send(server, "POST", "/echo", headers, body)
+    assert status == 200
+    log, text = arrived(api, test_id)
+    e = entry(log)
+    assert [p["name"] for p in e["request"]["postData"]["params"]] == ["password", "title"]
+    assert header_value(e["request"]["headers"], "proxy-authorization") == mask(f"Basic {s['proxy']}")
+    body = b"\n" + json.dumps({"token": s["octet"], "public": "octet-visible"}).encode()
+    status, octet_id = send(server, "POST", "/echo", {"Content-Type": "application/octet-stream"}, body)
+    assert status == 200
+    octet_log, octet_text = arrived(api, octet_id)
+    for value in s.values():
+        assert value not in text and value not in octet_text
+    assert json.loads(entry(octet_log)["request"]["postData"]["text"])["public"] == "octet-visible"
+
+
 def test_response_secrets_and_gzip(server: Server, api: MetricsStandIn) -> None:
     status, test_id = send(server, "GET", "/secrets")
     assert status == 200
