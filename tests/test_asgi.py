@@ -228,7 +228,11 @@ def test_graceful_stop_delivers_what_is_queued(api: MetricsStandIn, tmp_path: Pa
 
 @pytest.fixture
 def config(api: MetricsStandIn) -> MetricsApiConfig:
-    return MetricsApiConfig("test-api-key", None, metrics_server=api.url, flush_interval=0.01)
+    # No documentation link: it would appear on responses once the stand-in answered
+    # ``GET /v1`` in the background, and these tests compare the messages sent.
+    return MetricsApiConfig(
+        "test-api-key", None, metrics_server=api.url, flush_interval=0.01, documentation_header=False
+    )
 
 
 def http_scope(test_id: str, method: str = "GET", path: str = "/x", **extra: Any) -> dict[str, Any]:
@@ -577,3 +581,123 @@ def test_non_ascii_path_is_percent_encoded_as_utf8(api: MetricsStandIn, config: 
     run(MetricsMiddleware(respond(), config)(scope, Peer().receive, Peer().send))
     e = entry(api.wait_for(with_header("x-test-id", test_id))[0])
     assert e["request"]["url"] == "http://example.test/caf%C3%A9/%E2%9C%93?q=1"
+
+
+def test_disconnect_while_the_last_message_is_sent_leaves_the_log_complete(
+    api: MetricsStandIn, config: MetricsApiConfig
+) -> None:
+    # A server may report the client's going (``http.disconnect``) while the last body
+    # message is still being sent: the response is complete, and so is the log.
+    test_id = str(uuid.uuid4())
+    sent_last = asyncio.Event()
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def listen() -> None:
+            while True:
+                kind = (await receive())["type"]
+                seen.append(kind)
+                if kind == "http.disconnect":
+                    return
+
+        listener = asyncio.ensure_future(listen())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x", "more_body": False})
+        await listener
+        # Still the same single log after the app returns.
+
+    async def receive() -> dict[str, Any]:
+        await sent_last.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            sent_last.set()  # the client goes while this message is on its way
+            await asyncio.sleep(0.01)
+
+    run(MetricsMiddleware(app, config)(http_scope(test_id), receive, send))
+    assert seen == ["http.disconnect"]  # the app did see the disconnect
+    logs = api.wait_for(with_header("x-test-id", test_id))
+    e = entry(logs[0])
+    assert e["_completed"] is True and e["response"]["content"]["text"] == "x"
+    only_one_log(api, config, test_id)
+
+
+def test_body_read_after_the_response_is_not_added_to_the_log(api: MetricsStandIn, config: MetricsApiConfig) -> None:
+    # Once the last message went out the capture is the worker's: a body chunk the app
+    # reads afterwards still reaches the app, but is not added (no race with the worker).
+    test_id = str(uuid.uuid4())
+    late: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        late.append((await receive())["body"])
+
+    peer = Peer(
+        [
+            {"type": "http.request", "body": b"early", "more_body": True},
+            {"type": "http.request", "body": b"late", "more_body": False},
+        ]
+    )
+    run(MetricsMiddleware(app, config)(http_scope(test_id, "POST"), peer.receive, peer.send))
+    assert late == [b"late"]
+    e = entry(api.wait_for(with_header("x-test-id", test_id))[0])
+    assert e["request"]["postData"]["text"] == "early" and e["request"]["bodySize"] == 5
+    assert e["_completed"] is True
+
+
+def test_a_failing_capture_serves_the_app_untouched(api: MetricsStandIn, caplog: pytest.LogCaptureFixture) -> None:
+    # A bug in the capture code (here: a make_request override that raises) must not fail
+    # the request: the app gets the server's own receive and send, and nothing is logged.
+    class Broken(AsgiMetricsMiddleware):
+        def make_request(self, scope: Any, host: str, path: str) -> Any:
+            raise RuntimeError("capture bug")
+
+    cfg = MetricsApiConfig(
+        "test-api-key",
+        lambda request: {"api_key": "k"},
+        metrics_server=api.url,
+        flush_interval=0.01,
+        documentation_header=False,
+    )
+    got: list[Any] = []
+    inner = respond(body=b"served")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        got.append((receive, send))
+        await inner(scope, receive, send)
+
+    test_id = str(uuid.uuid4())
+    peer = Peer()
+    with caplog.at_level("WARNING", logger="readme_metrics"):
+        run(Broken(app, cfg)(http_scope(test_id), peer.receive, peer.send))
+    assert got == [(peer.receive, peer.send)]
+    assert [m.get("body") for m in peer.sent] == [None, b"served"]
+    assert "capture bug" in caplog.text
+    assert only_one_log(api, cfg, test_id, expected=0) == []  # the same client: FIFO
+
+
+def only_one_log(api: MetricsStandIn, config: MetricsApiConfig, test_id: str, expected: int = 1) -> list[Any]:
+    """The logs of ``test_id`` once a later request's log arrived (the queue is FIFO, so
+    a duplicate, or a log that should not exist, would have come first)."""
+    sentinel = str(uuid.uuid4())
+    run(MetricsMiddleware(respond(), config)(http_scope(sentinel), Peer().receive, Peer().send))
+    api.wait_for(with_header("x-test-id", sentinel))
+    logs = api.matching(with_header("x-test-id", test_id))
+    assert len(logs) == expected
+    return logs
+
+
+def test_documentation_link_names_the_log(api: MetricsStandIn) -> None:
+    cfg = MetricsApiConfig(
+        "test-api-key", None, metrics_server=api.url, flush_interval=0.01, base_log_url="https://docs.example.test"
+    )
+    test_id = str(uuid.uuid4())
+    peer = Peer()
+    run(MetricsMiddleware(respond(), cfg)(http_scope(test_id), peer.receive, peer.send))
+    links = [v for k, v in peer.sent[0]["headers"] if k.lower() == b"x-documentation-url"]
+    log = api.wait_for(with_header("x-test-id", test_id))[0]
+    assert links == [f"https://docs.example.test/logs/{log['_id']}".encode()]
+    assert header_value(entry(log)["response"]["headers"], "x-documentation-url") == links[0].decode()
