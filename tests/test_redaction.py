@@ -92,9 +92,8 @@ def config(**options: Any) -> MetricsApiConfig:
 def encoded_batch(capture: Capture, cfg: MetricsApiConfig) -> bytes:
     """The encoded batch a real Client's worker would post for one capture: logs built,
     encoded, and the API key searched for in the encoded batch (scrubbed if found)."""
-    client: Any = Client(cfg)
-    prepare = getattr(client, "_prepare", None)  # one step, or two (_build_logs + _encode)
-    batch = prepare([capture]) if prepare is not None else client._encode(client._build_logs([capture]))
+    client = Client(cfg)
+    batch = client._encode(client._build_logs([capture]))
     assert batch is not None
     return bytes(batch.body)
 
