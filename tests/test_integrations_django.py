@@ -7,6 +7,8 @@ client's bytes must be the same but for ``x-documentation-url``.
 from __future__ import annotations
 
 import json
+import socket
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -151,3 +153,62 @@ def test_not_logged(api: MetricsStandIn, servers: tuple[str, Server, Server]) ->
     assert response.body == b"pong"
     assert response.header("x-documentation-url") is None
     no_log(api, wrapped, rid)
+
+
+def test_async_skip_hook(api: MetricsStandIn, servers: tuple[str, Server, Server]) -> None:
+    kind, wrapped, _ = servers
+    response, rid = send(wrapped, "GET", "/ping", headers={"X-Async-Skip": "1"})
+    assert response.body == b"pong"
+    if kind == "uvicorn":  # awaited in the event loop: the request is skipped
+        assert response.header("x-documentation-url") is None
+        no_log(api, wrapped, rid)
+    else:  # an async skip hook cannot run under WSGI: ignored (with a warning), logged
+        assert response.header("x-documentation-url") == DOCS + one_log(api, wrapped, rid)["_id"]
+
+
+def test_client_disconnect_mid_stream(api: MetricsStandIn, servers: tuple[str, Server, Server]) -> None:
+    _, wrapped, _ = servers
+    rid = uuid.uuid4().hex
+    with socket.create_connection(("127.0.0.1", wrapped.port), timeout=15) as sock:
+        sock.sendall(f"GET /slow HTTP/1.1\r\nHost: x\r\nX-Req-Id: {rid}\r\n\r\n".encode())
+        received = 0
+        while received < 200_000:
+            chunk = sock.recv(65536)
+            assert chunk
+            received += len(chunk)
+    e = entry(one_log(api, wrapped, rid))  # exactly one, though the stream was abandoned
+    assert e["_completed"] is False
+    assert e["response"]["status"] == 200
+    assert 0 < e["response"]["bodySize"] < 400 * 65536
+
+
+def test_non_ascii_path_is_percent_encoded_utf8(api: MetricsStandIn, servers: tuple[str, Server, Server]) -> None:
+    _, wrapped, _ = servers
+    response, rid = exchange(servers, "GET", "/caf%C3%A9/%E2%9C%93?q=%C3%A9")
+    assert response.status_line.startswith(b"HTTP/1.1 404")
+    e = entry(one_log(api, wrapped, rid))
+    assert e["request"]["url"] == f"http://127.0.0.1:{wrapped.port}/caf%C3%A9/%E2%9C%93?q=%C3%A9"
+
+
+@pytest.fixture(scope="module")
+def no_body(servers: tuple[str, Server, Server], api: MetricsStandIn) -> Iterator[Server]:
+    """The same kind of server, with ``log_body=False``."""
+    kind = servers[0]
+    server = (gunicorn if kind == "gunicorn" else uvicorn)(
+        APPS[kind], {"README_METRICS_SERVER": api.url, "RM_LOG_BODY": "0"}
+    )
+    yield server
+    server.stop()
+
+
+def test_file_response_without_body_logging(api: MetricsStandIn, no_body: Server) -> None:
+    # With log_body=False a FileResponse is left alone (the server may send the file itself):
+    # the log still has its status, headers and size, and no body.
+    response, rid = send(no_body, "GET", "/file")
+    assert response.status_line.startswith(b"HTTP/1.1 200") and response.body == FILE_BYTES
+    log = one_log(api, no_body, rid)
+    e = entry(log)
+    assert e["response"]["bodySize"] == len(FILE_BYTES)
+    assert e["response"]["content"].get("text", "") == ""  # no body kept
+    assert e["_completed"] is True
+    assert response.header("x-documentation-url") == DOCS + log["_id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -53,6 +54,25 @@ async def astream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+def slow(request: HttpRequest) -> StreamingHttpResponse:
+    """A long stream (sync under WSGI, async under ASGI: Django buffers the other kind)."""
+    if hasattr(request, "scope"):  # ASGI
+
+        async def achunks() -> AsyncIterator[bytes]:
+            for _ in range(400):  # 400 x 64 KiB, 20 ms apart: 8 s if nobody hangs up
+                yield b"x" * 65536
+                await asyncio.sleep(0.02)
+
+        return StreamingHttpResponse(achunks(), content_type="application/octet-stream")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(400):
+            yield b"x" * 65536
+            time.sleep(0.02)
+
+    return StreamingHttpResponse(chunks(), content_type="application/octet-stream")
+
+
 def file(request: HttpRequest) -> FileResponse:
     if not FILE.exists() or FILE.stat().st_size != len(FILE_BYTES):
         FILE.write_bytes(FILE_BYTES)
@@ -76,6 +96,7 @@ urlpatterns = [
     path("ignore", ignore),
     path("stream", stream),
     path("astream", astream),
+    path("slow", slow),
     path("file", file),
     path("boom", boom),
     path("cookie", cookie),
