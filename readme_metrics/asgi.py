@@ -17,7 +17,9 @@ What it does with each ``http`` request:
   (sync or ``async def``) get a ``starlette.requests.Request`` over the scope, or, without
   Starlette, a small object of the same shape (:mod:`readme_metrics._asgi_request`); its
   body cannot be read, so it stays the app's. ``None`` from the grouping function means
-  "do not log"; the app still serves.
+  "do not log"; the app still serves. Should the capture itself fail (a bug of ours, or a
+  ``make_request`` override that raises), a warning is logged and the request goes to the
+  app untouched, unlogged.
 - ``receive`` is wrapped: every ``http.request`` chunk the app reads is copied, up to
   ``max_body_bytes``, as it passes. A body the app never reads is not logged (ASGI gives
   no way to read it afterwards).
