@@ -8,9 +8,10 @@ the user's mask hook), encodes each batch once and posts it to
 when ``compress=True``).
 
 Batches
-    A batch leaves as soon as ``buffer_length`` events wait or ``flush_interval`` seconds
-    have passed, carrying whatever else is queued, up to ``max_batch_events``: under load
-    batches grow, so the number of posts does not.
+    A batch leaves as soon as ``buffer_length`` events wait or the oldest waiting event has
+    been queued for ``flush_interval`` seconds, carrying whatever else is queued, up to
+    ``max_batch_events``. Under load, posts are at least ``MIN_POST_GAP`` (0.2 s) apart
+    unless ``max_batch_events`` wait: batches grow, so the number of posts does not.
 
 Failures (see :mod:`readme_metrics.retry`)
     Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff
@@ -22,10 +23,12 @@ Failures (see :mod:`readme_metrics.retry`)
     Delivery is at least once: a batch whose answer was lost (a timeout) is sent again.
 
 Shutdown and fork
-    At interpreter exit (``atexit``; gunicorn workers exit this way on SIGTERM) and on
-    :meth:`Client.close`, what is queued is flushed within ``shutdown_timeout`` seconds.
-    A retry pause that would outlast that deadline is cut short for a last try; whatever
-    is left at the deadline is counted as dropped (``shutdown``). In a forked child
+    At interpreter exit (``atexit``; gunicorn workers exit this way on SIGTERM), at ASGI
+    lifespan shutdown and on :meth:`Client.close`, what is queued is flushed within
+    ``shutdown_timeout`` seconds (at exit: all clients at once, from one start). A retry
+    pause that would outlast that deadline is cut short for a last try; whatever is left
+    at the deadline is counted as dropped (``shutdown``). A closed client can be used
+    again (a lifespan may run more than once in a process). In a forked child
     (gunicorn ``--preload``) the client starts afresh: its own thread, its own
     connection, an empty queue and zeroed counters.
 

@@ -335,10 +335,8 @@ def test_close_keeps_to_its_deadline_across_clients(make_app: Callable[..., App]
     from readme_metrics import delivery
 
     port = free_port()  # nothing listens: every client retries until the deadline
-    apps = [
-        make_app(f"http://127.0.0.1:{port}", retry=Retry(attempts=1000, backoff_factor=0.05, backoff_max=0.1), shutdown_timeout=1)
-        for _ in range(3)
-    ]
+    policy = Retry(attempts=1000, backoff_factor=0.05, backoff_max=0.1)
+    apps = [make_app(f"http://127.0.0.1:{port}", retry=policy, shutdown_timeout=1) for _ in range(3)]
     for n, app in enumerate(apps):
         app.get(f"deadline-{n}")
     wait_until(lambda: all(app.client.stats()["retried"] >= 1 for app in apps))
@@ -578,6 +576,26 @@ def test_gunicorn_preload_4_workers_each_delivers_its_own(api: MetricsStandIn) -
         assert len(pids) == 1  # a worker posts its own events only
         posted_by.append(pids.pop())
     assert set(posted_by) == served_by and len(set(posted_by)) > 1
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_an_asgi_lifespan_run_twice_in_one_process_delivers_both_times(api: MetricsStandIn) -> None:
+    # Test clients run the app's lifespan once per `with`: each shutdown closes the client.
+    from starlette.testclient import TestClient
+
+    from tests.apps.delivery_asgi_app import app as asgi_app
+
+    config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, retry=FAST)
+    wrapped = MetricsMiddleware(asgi_app, config)
+    for round_ in range(2):
+        api.faults.append(Fault(503))  # each time, the first post fails and is retried
+        with TestClient(wrapped) as http:
+            assert http.get("/hello", headers={"X-Test-Id": f"lifespan-{round_}"}).text == "hello"
+        # The lifespan shutdown has returned: the event was delivered by then.
+        assert test_ids(api.logs) == [f"lifespan-{n}" for n in range(round_ + 1)]
+    assert [p.status for p in api.posts] == [503, 200, 503, 200]
+    stats = wrapped.stats()
+    assert stats["sent"] == 2 and stats["retried"] == 2 and stats["dropped"] == {} and stats["waiting"] == 0
 
 
 def test_sigterm_to_uvicorn_flushes_the_queue(api: MetricsStandIn) -> None:
