@@ -20,11 +20,11 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from readme_metrics._log import warn_limited
-from readme_metrics.har import ANONYMOUS_GROUP
+from readme_metrics.har import ANONYMOUS_GROUP, header_pairs
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -63,9 +63,15 @@ class Hooks:
             re.compile("|".join(fnmatch.translate(p) for p in config.exclude_paths)) if config.exclude_paths else None
         )
         self.needs_request = config.skip is not None or config.grouping_function is not None
+        #: Whether :meth:`allows` has anything to check besides ``OPTIONS`` (the adapters
+        #: call it only then, or for an ``OPTIONS`` request).
+        self.filtering = self._paths is not None or self._hosts is not None
+        #: Whether a ``skip`` hook is configured (:meth:`skipped` is False without one).
+        self.has_skip = config.skip is not None
 
-    def allows(self, method: str, host: str, path: str, headers: list[tuple[str, str]]) -> bool:
-        """The configured filters, before any capture work."""
+    def allows(self, method: str, host: str, path: str, headers: Sequence[Sequence[Any]]) -> bool:
+        """The configured filters, before any capture work. ``headers``: ``(str, str)``
+        pairs, or ASGI's ``(bytes, bytes)`` pairs (read only for ``X-Forwarded-Host``)."""
         cfg = self.config
         if method == "OPTIONS" and not cfg.log_options_requests:
             return False
@@ -73,7 +79,7 @@ class Hooks:
             return False
         if self._hosts is not None:
             if cfg.trust_forwarded_headers:
-                for name, value in headers:
+                for name, value in header_pairs(headers):
                     if name.lower() == "x-forwarded-host" and value:
                         host = value.split(",")[0].strip()
                         break

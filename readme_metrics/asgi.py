@@ -70,6 +70,7 @@ from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
 from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
+from readme_metrics.har import header_pairs
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -83,16 +84,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
-def _decode_headers(raw: Any) -> list[tuple[str, str]]:
-    """ASGI byte-string header pairs as (name, value) str pairs, order and repeats kept."""
+def _host_header(headers: list[Any]) -> str:
+    """The first ``Host`` header of ASGI byte pairs, as text (``""``: none)."""
     try:
-        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+        for name, value in headers:
+            if len(name) == 4 and name.lower() == b"host":
+                return value.decode("latin-1")  # type: ignore[no-any-return]
+        return ""
     except (AttributeError, TypeError, ValueError):  # not bytes: tolerate, never raise into the app
-        return [(_text(item[0]), _text(item[1])) for item in raw]
-
-
-def _text(value: Any) -> str:
-    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+        for name, value in header_pairs(headers):
+            if name.lower() == "host":
+                return value
+        return ""
 
 
 class _Exchange:
@@ -146,12 +149,14 @@ class _Exchange:
             if not isinstance(headers, (list, tuple)):  # a one-shot iterable: keep it readable
                 headers = list(headers)
                 message["headers"] = headers
-            linked = self.doclink.add_to_raw(self.capture, headers)  # the one change to a response
-            if len(linked) != len(headers):
-                message = {**message, "headers": linked}
-                headers = linked
+            # A new list: the capture keeps it as the app gave it (ASGI's byte pairs; the
+            # worker decodes them), unchanged by whatever the server does with the message.
+            kept = self.doclink.add_to_raw(self.capture, headers)  # the one change to a response
+            if len(kept) != len(headers):
+                message = {**message, "headers": kept}
+                kept = list(kept)
             try:
-                self.capture.response_started(int(message["status"]), _decode_headers(headers))
+                self.capture.response_started(int(message["status"]), kept)
             except Exception as exc:  # a malformed message is the server's to refuse, not ours
                 warn_limited("asgi_start", "readme_metrics: unreadable http.response.start (%s)", exc)
             self.trailers = bool(message.get("trailers", False))
@@ -207,7 +212,9 @@ class AsgiMetricsMiddleware(Adapter):
         kind = scope["type"]
         if kind == "http":
             try:
-                capture = await self._capture(scope)
+                capture = self._begin(scope)
+                if capture is not None and not isinstance(capture, Capture):  # an async hook to await
+                    capture = await capture
             except Exception as exc:  # our bug (or a make_request override's) must not fail the request
                 warn_limited(
                     "asgi_capture",
@@ -233,47 +240,76 @@ class AsgiMetricsMiddleware(Adapter):
 
     async def _capture(self, scope: Scope) -> Capture | None:
         """A capture for this request, or None when it is not to be logged."""
+        capture = self._begin(scope)
+        if capture is not None and not isinstance(capture, Capture):
+            capture = await capture
+        return capture
+
+    def _begin(self, scope: Scope) -> Capture | Awaitable[Capture | None] | None:
+        """A capture for this request, None when it is not to be logged, or, when a hook
+        is ``async def``, an awaitable giving one of those. No coroutine is made for a
+        request whose hooks are plain functions (most)."""
         method: str = scope.get("method", "GET")
         path: str = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and not path.startswith(root):  # ASGI servers before 2024 left root_path out of path
             path = root + path
-        headers = _decode_headers(scope.get("headers", ()))
-        host = ""
-        for name, value in headers:
-            if name.lower() == "host":
-                host = value
-                break
-        if not host:
-            host = _server_host(scope)
+        # The scope's byte pairs as they are (a list of our own: the app may change the
+        # scope's); the worker decodes them.
+        headers = list(scope.get("headers", ()))
+        host = _host_header(headers) or _server_host(scope)
         hooks = self.hooks
-        if not hooks.allows(method, host, path, headers):
+        if (hooks.filtering or method == "OPTIONS") and not hooks.allows(method, host, path, headers):
             return None
         request = self.make_request(scope, host, path) if hooks.needs_request else None
-        skip = hooks.skipped(request, allow_async=True)
-        if inspect.isawaitable(skip):
-            skip = await Hooks.resolve_skip(skip)
-        if skip:
-            return None
+        if hooks.has_skip:
+            skip = hooks.skipped(request, allow_async=True)
+            if skip is not False and skip is not True:  # an async hook's awaitable
+                return self._after_skip(scope, method, host, path, headers, request, skip)
+            if skip:
+                return None
         group = hooks.group(request)
+        if group is None:
+            return None
+        if type(group) is not dict and inspect.isawaitable(group):
+            return self._after_group(scope, method, host, path, headers, group)
+        return self._new_capture(scope, method, host, path, headers, group)
+
+    async def _after_skip(
+        self, scope: Scope, method: str, host: str, path: str, headers: list[Any], request: Any, skip: Any
+    ) -> Capture | None:
+        if await Hooks.resolve_skip(skip):
+            return None
+        group = self.hooks.group(request)
         if inspect.isawaitable(group):
             group = await Hooks.resolve(group)
         if group is None:
             return None
-        path = path_as_latin1(path)  # the capture holds the path's bytes as latin-1, as WSGI does
+        return self._new_capture(scope, method, host, path, headers, group)
+
+    async def _after_group(
+        self, scope: Scope, method: str, host: str, path: str, headers: list[Any], group: Any
+    ) -> Capture | None:
+        group = await Hooks.resolve(group)
+        if group is None:
+            return None
+        return self._new_capture(scope, method, host, path, headers, group)
+
+    def _new_capture(self, scope: Scope, method: str, host: str, path: str, headers: list[Any], group: Any) -> Capture:
         client = scope.get("client")
+        limit = self.max_body
         return Capture(
-            method=method,
-            scheme=scope.get("scheme", "http"),
-            host=host,
-            path=path,
-            query=scope.get("query_string", b"").decode("latin-1"),
-            http_version="HTTP/" + scope.get("http_version", "1.1"),
-            client_address=client[0] if client else None,
-            request_headers=headers,
-            request_body=BodyCopy(self.max_body),
-            response_body=BodyCopy(self.max_body),
-            group=group,
+            method,
+            scope.get("scheme", "http"),
+            host,
+            path_as_latin1(path),  # the capture holds the path's bytes as latin-1, as WSGI does
+            scope.get("query_string", b"").decode("latin-1"),
+            "HTTP/" + scope.get("http_version", "1.1"),
+            client[0] if client else None,
+            headers,
+            BodyCopy(limit),
+            BodyCopy(limit),
+            group,
         )
 
     def _lifespan_send(self, send: Send) -> Send:

@@ -113,8 +113,11 @@ class DocLink:
         """
         try:
             link = self.header(capture)
-            if link is None or any(str(name).lower() == HEADER for name, _ in headers):
+            if link is None:
                 return headers
+            for name, _ in headers:
+                if (name if type(name) is str else str(name)).lower() == HEADER:
+                    return headers
             return [*headers, (HEADER, link)]
         except Exception:
             return headers
@@ -124,7 +127,11 @@ class DocLink:
         items = list(headers)
         try:
             link = self.header(capture)
-            if link is not None and not any(_lower_bytes(item[0]) == _RAW_HEADER for item in items):
+            if link is not None:
+                for item in items:
+                    name = item[0]
+                    if (name if type(name) is bytes else _lower_bytes(name)).lower() == _RAW_HEADER:
+                        return items
                 items.append((_RAW_HEADER, link.encode("latin-1")))
         except Exception:
             pass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
@@ -72,6 +72,31 @@ def status_text(status: int, reason: str | None) -> str:
     return reason or _PHRASES.get(status, "")
 
 
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def header_pairs(headers: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
+    """A capture's header list as ``(str, str)`` pairs, order and repeats kept.
+
+    The request path keeps headers as the protocol gave them (see
+    :class:`~readme_metrics.capture.Capture`): ``(str, str)`` pairs are taken as they
+    are, ASGI's ``(bytes, bytes)`` pairs are decoded as latin-1 (what HTTP allows), and
+    anything else an app put in a header list is made text rather than refused.
+    """
+    if not headers:
+        return []
+    if isinstance(headers[0][0], str):
+        return [
+            (name, value) if type(name) is str and type(value) is str else (_text(name), _text(value))
+            for name, value in headers
+        ]
+    try:
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+    except (AttributeError, TypeError, ValueError):  # a mix: one by one
+        return [(_text(item[0]), _text(item[1])) for item in headers]
+
+
 def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
     """Lower-case header name → its first value (one pass instead of one per lookup);
     ``content-encoding`` → all its values comma-joined (each header adds codings)."""
@@ -113,8 +138,10 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
     query_items = redactor.pairs(redactor.query(capture.query)) if capture.query else []
     # The URL carries the same query as queryString, after redaction.
     url = _url(capture, query_items if redactor.active else None)
-    request_headers = redactor.headers(capture.request_headers)
-    response_headers = redactor.headers(capture.response_headers)
+    sent_headers = header_pairs(capture.request_headers)
+    answered_headers = header_pairs(capture.response_headers)
+    request_headers = redactor.headers(sent_headers)
+    response_headers = redactor.headers(answered_headers)
 
     request: dict[str, Any] = {
         "method": capture.method,
@@ -127,7 +154,7 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
         "bodySize": capture.request_body.size,
     }
     if log_body and capture.request_body.size:
-        sent = _first_values(capture.request_headers)
+        sent = _first_values(sent_headers)
         request["postData"] = body_fields(
             capture.request_body,
             sent.get("content-type"),
@@ -137,7 +164,7 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
         )
 
     content: dict[str, Any] = {"size": capture.response_body.size, "mimeType": ""}
-    answered = _first_values(capture.response_headers)
+    answered = _first_values(answered_headers)
     response_type = answered.get("content-type")
     if log_body and capture.response_body.size:
         content.update(

@@ -34,6 +34,7 @@ The request path does nothing else: HAR building, redaction and I/O run on the w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request
@@ -91,23 +92,71 @@ class _InputCopy:
         return getattr(self._stream, name)
 
 
-class _Response:
-    """The app's response iterable, copied as it passes; finalizes the log on close."""
+class _Exchange:
+    """One request's state (never stored on the middleware), its ``start_response`` and
+    ``write``, and the response iterable handed to the server: the app's iterable, copied
+    as it passes, finalizing the log on ``close()``. One object per request."""
 
-    def __init__(self, result: Iterable[bytes], exchange: _Exchange) -> None:
-        self._result = result
-        self._exchange = exchange
+    __slots__ = (
+        "_result",
+        "_server_start_response",
+        "_server_write",
+        "capture",
+        "done",
+        "environ",
+        "error",
+        "exhausted",
+        "input_copy",
+        "middleware",
+        "wrote",
+    )
+
+    def __init__(
+        self,
+        middleware: WsgiMetricsMiddleware,
+        capture: Capture,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        input_copy: _InputCopy | None,
+    ) -> None:
+        self.middleware = middleware
+        self.capture = capture
+        self.environ = environ
+        self._server_start_response = start_response
+        self.input_copy = input_copy
+        self.error: BaseException | None = None
+        self.exhausted = False
+        self.done = False
+        self.wrote = False
+        self._result: Iterable[bytes] = ()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        capture = self.capture
+        parsed = _STATUS.get(status)
+        if parsed is None:
+            parsed = _parse_status(status)
+        headers = self.middleware.doclink.add_to(capture, headers)  # the one change to a response
+        capture.response_started(parsed[0], list(headers), parsed[1])
+        self._server_write = self._server_start_response(status, headers, exc_info)
+        return self.write
+
+    def write(self, data: bytes) -> object:
+        self.wrote = True
+        self.capture.response_body.add(data)
+        return self._server_write(data)
 
     def __iter__(self) -> Iterator[bytes]:
-        body = self._exchange.capture.response_body
+        body = self.capture.response_body
         try:
             for chunk in self._result:
                 body.add(chunk)
                 yield chunk
         except BaseException as exc:
-            self._exchange.error = exc
+            self.error = exc
             raise
-        self._exchange.exhausted = True
+        self.exhausted = True
 
     def close(self) -> None:
         try:
@@ -115,68 +164,47 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            self._exchange.finish()
-
-
-class _SizedResponse(_Response):
-    """For an app iterable with a length (a list): servers use ``len()`` to frame the
-    response (waitress and wsgiref add ``Content-Length`` when it is 1), so it stays."""
-
-    def __len__(self) -> int:
-        return len(self._result)  # type: ignore[arg-type]
-
-
-class _Exchange:
-    """Per-request state (never stored on the middleware)."""
-
-    __slots__ = ("capture", "done", "environ", "error", "exhausted", "middleware", "wrote")
-
-    def __init__(self, middleware: WsgiMetricsMiddleware, capture: Capture, environ: WSGIEnvironment) -> None:
-        self.middleware = middleware
-        self.capture = capture
-        self.environ = environ
-        self.error: BaseException | None = None
-        self.exhausted = False
-        self.done = False
-        self.wrote = False
-
-    def start_response(self, start_response: StartResponse) -> StartResponse:
-        capture = self.capture
-
-        def _start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Callable[[bytes], object]:
-            code, _, reason = status.partition(" ")
-            try:
-                status_code = int(code)
-            except ValueError:
-                status_code = 0
-            headers = self.middleware.doclink.add_to(capture, headers)  # the one change to a response
-            capture.response_started(status_code, list(headers), reason or None)
-            write = start_response(status, headers, exc_info)
-
-            def _write(data: bytes) -> object:
-                self.wrote = True
-                capture.response_body.add(data)
-                return write(data)
-
-            return _write
-
-        return _start_response
+            self.finish()
 
     def finish(self) -> None:
         if self.done:
             return
         self.done = True
         capture = self.capture
-        self.middleware._read_unread_body(self.environ, capture)
-        nothing_sent = not capture.response_body.size and not self.wrote
+        error = self.error
+        if self.input_copy is not None and not capture.request_body.size:
+            read_unread_body(self.input_copy, self.environ.get("CONTENT_LENGTH"), capture, self.middleware.max_body)
         capture.finish(
-            completed=self.exhausted and self.error is None,
-            error=self.error,
-            server_500=self.error is not None and nothing_sent,
+            self.exhausted and error is None,
+            error,
+            server_500=error is not None and not capture.response_body.size and not self.wrote,
         )
         self.middleware.client.submit(capture)
+
+
+class _SizedExchange(_Exchange):
+    """For an app iterable with a length (a list): servers use ``len()`` to frame the
+    response (waitress and wsgiref add ``Content-Length`` when it is 1), so it stays."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
+
+
+#: Status lines already parsed: ``"200 OK"`` -> ``(200, "OK")`` (bounded).
+_STATUS: dict[str, tuple[int, str | None]] = {}
+
+
+def _parse_status(status: str) -> tuple[int, str | None]:
+    code, _, reason = status.partition(" ")
+    try:
+        parsed = (int(code), reason or None)
+    except ValueError:
+        parsed = (0, reason or None)
+    if len(_STATUS) < 256:
+        _STATUS[status] = parsed
+    return parsed
 
 
 class WsgiMetricsMiddleware(Adapter):
@@ -194,55 +222,55 @@ class WsgiMetricsMiddleware(Adapter):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            capture = self._capture(environ)
+            exchange = self._begin(environ, start_response)
         except Exception as exc:  # a bug of ours (or of a make_request override): serve untouched
             warn_limited("capture", "readme_metrics: could not capture a request (%s: %s)", type(exc).__name__, exc)
-            capture = None
-        if capture is None:
+            exchange = None
+        if exchange is None:
             return self.app(environ, start_response)
-        exchange = _Exchange(self, capture, environ)
         try:
-            result = self.app(environ, exchange.start_response(start_response))
+            result = self.app(environ, exchange.start_response)
         except BaseException as exc:
             exchange.error = exc
             exchange.finish()
             raise
-        return (_SizedResponse if hasattr(type(result), "__len__") else _Response)(result, exchange)
+        exchange._result = result
+        if hasattr(type(result), "__len__"):
+            exchange.__class__ = _SizedExchange  # same layout; adds only __len__
+        return exchange
 
-    def _capture(self, environ: WSGIEnvironment) -> Capture | None:
-        """A capture for this request, or None when it is not to be logged."""
+    def _begin(self, environ: WSGIEnvironment, start_response: StartResponse) -> _Exchange | None:
+        """This request's exchange, or None when it is not to be logged."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         headers, host = environ_headers(environ)
         hooks = self.hooks
-        if not hooks.allows(method, host, path, headers):
+        if (hooks.filtering or method == "OPTIONS") and not hooks.allows(method, host, path, headers):
             return None
         request = self.make_request(environ) if hooks.needs_request else None
-        if hooks.skipped(request):
+        if hooks.has_skip and hooks.skipped(request):
             return None
         group = hooks.group(request)
         if group is None:
             return None
+        limit = self.max_body
         capture = Capture(
-            method=method,
-            scheme=environ.get("wsgi.url_scheme", "http"),
-            host=host,
-            path=path,
-            query=environ.get("QUERY_STRING", ""),
-            http_version=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-            client_address=environ.get("REMOTE_ADDR"),
-            request_headers=headers,
-            request_body=BodyCopy(self.max_body),
-            response_body=BodyCopy(self.max_body),
-            group=group,
+            method,
+            environ.get("wsgi.url_scheme", "http"),
+            host,
+            path,
+            environ.get("QUERY_STRING", ""),
+            environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            environ.get("REMOTE_ADDR"),
+            headers,
+            BodyCopy(limit),
+            BodyCopy(limit),
+            group,
         )
+        input_copy = None
         if "wsgi.input" in environ and (environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ):
-            environ["wsgi.input"] = _InputCopy(environ["wsgi.input"], capture.request_body)
-        return capture
-
-    def _read_unread_body(self, environ: WSGIEnvironment, capture: Capture) -> None:
-        """A body the app never read: take up to ``max_body_bytes`` of it for the log."""
-        read_unread_body(environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, self.max_body)
+            input_copy = environ["wsgi.input"] = _InputCopy(environ["wsgi.input"], capture.request_body)
+        return _Exchange(self, capture, environ, start_response, input_copy)
 
 
 def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:
@@ -276,13 +304,53 @@ def _buffered(stream: Any) -> bool:
         return False
 
 
+#: Environ layouts already seen: the tuple of an environ's keys -> the ``HTTP_*`` keys
+#: among them, their HTTP names and one getter of their values (bounded; see
+#: :func:`environ_headers`).
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], Callable[[Any], Any]]] = {}
+_MAX_LAYOUTS = 256
+
+
+def _layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], Callable[[Any], Any]]:
+    cgi = tuple(k for k in keys if k.startswith("HTTP_"))
+    names = tuple(_header_name(k) for k in cgi)
+    getter: Callable[[Any], Any]
+    if not cgi:
+        getter = _no_values
+    elif len(cgi) == 1:
+        only = cgi[0]
+        getter = lambda environ: (environ[only],)  # noqa: E731
+    else:
+        getter = itemgetter(*cgi)
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[keys] = entry = (names, getter)
+    return entry
+
+
+def _no_values(environ: Any) -> tuple[str, ...]:
+    return ()
+
+
 def environ_headers(environ: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
-    """The request headers of a WSGI environ (CGI names made HTTP names) and its host."""
-    headers = [(_header_name(k), v) for k, v in environ.items() if k.startswith("HTTP_")]
-    if environ.get("CONTENT_TYPE"):
-        headers.append(("Content-Type", environ["CONTENT_TYPE"]))
-    if environ.get("CONTENT_LENGTH"):
-        headers.append(("Content-Length", environ["CONTENT_LENGTH"]))
+    """The request headers of a WSGI environ (CGI names made HTTP names) and its host.
+
+    The ``HTTP_*`` items in environ order, then ``Content-Type`` and ``Content-Length``
+    when not empty. Requests of one server and one kind of client come with the same
+    environ keys in the same order, so the names are worked out once per such layout
+    and the values then taken in one call.
+    """
+    keys = tuple(environ)
+    entry = _LAYOUTS.get(keys)
+    if entry is None:
+        entry = _layout(keys)
+    headers = list(zip(entry[0], entry[1](environ), strict=True))
+    value = environ.get("CONTENT_TYPE")
+    if value:
+        headers.append(("Content-Type", value))
+    value = environ.get("CONTENT_LENGTH")
+    if value:
+        headers.append(("Content-Length", value))
     host = environ.get("HTTP_HOST") or host_with_port(
         environ.get("SERVER_NAME", "localhost"), environ.get("SERVER_PORT"), environ.get("wsgi.url_scheme", "http")
     )
