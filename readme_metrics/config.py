@@ -118,6 +118,7 @@ class MetricsApiConfig:
         compress: bool = False,
         retry: Retry | None = None,
         documentation_header: bool = True,
+        delivery_process: bool = True,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("api_key must be a non-empty string (your ReadMe API key)")
@@ -162,6 +163,7 @@ class MetricsApiConfig:
         self.send_cookies = bool(send_cookies)
         self.trust_forwarded_headers = bool(trust_forwarded_headers)
         self.compress = bool(compress)
+        self.delivery_process = bool(delivery_process)
         self.documentation_header = bool(documentation_header)
         self.skip = _resolve_callable(skip, "skip")
         if mask is not None and mask_event is not None:

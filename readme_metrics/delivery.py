@@ -60,6 +60,7 @@ try:
 except ImportError:  # pragma: no cover - the [fast] extra is optional
     _orjson = None  # type: ignore[assignment]
 
+from readme_metrics import _sidecar
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.capture import Capture
@@ -94,6 +95,13 @@ def _yield_gil(since: float) -> float:
 #: a busy API's events leave in a few large posts, not one post per request. An event that
 #: arrives after a quiet spell still leaves at once.
 MIN_POST_GAP = 0.2
+
+#: :meth:`Client.stats` waits at most this long for the delivery process's counters.
+STATS_WAIT = 0.5
+
+#: With a delivery process, the worker hands captures over at most this often (the
+#: process batches them for posting as above): a few hand-overs per second under load.
+HAND_GAP = 0.05
 
 
 #: Of a close's time budget, the last this many seconds (at most a quarter of the budget)
@@ -273,11 +281,18 @@ class Client:
         self._make_transport: Callable[[], Transport] = (
             (lambda: transport) if transport else (lambda: HttpTransport(config))
         )
+        # A delivery process is used only with our own HTTP transport (see _sidecar).
+        self._own_transport = transport is None
+        self._sidecar: _sidecar.Sidecar | None = None
         self._reset()
         _clients.add(self)
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child."""
+        if self._sidecar is not None and self._sidecar.pid != os.getpid():
+            self._sidecar.abandon()  # the parent's delivery process stays the parent's
+        self._sidecar = None
+        self._sidecar_deaths = 0
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
         # (capture, its approx_bytes, when it was queued): the size is computed once.
@@ -297,6 +312,10 @@ class Client:
         """Send through ``transport`` from now on (kept in forked children too)."""
         old = self.transport
         self._make_transport = lambda: transport
+        self._own_transport = False
+        if self._sidecar is not None:
+            self.flush(self.config.shutdown_timeout)
+            self._close_sidecar(time.monotonic() + self.config.shutdown_timeout)
         self.transport = transport
         if old is not transport:
             old.close()
@@ -358,15 +377,17 @@ class Client:
                 if self._thread is threading.current_thread():
                     self._thread = None
                 return None
-            # flush_interval counts from when the oldest waiting event was queued.
+            handing = self._handing()
+            # flush_interval counts from when the oldest waiting event was queued (with a
+            # delivery process, that process waits for it).
             deadline = self._queue[0][2] + cfg.flush_interval
-            while len(self._queue) < cfg.buffer_length and not self._hurry_locked():
+            while not handing and len(self._queue) < cfg.buffer_length and not self._hurry_locked():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            # Under load, let the batch grow: one post per MIN_POST_GAP at most.
-            gap_end = self._last_take + MIN_POST_GAP
+            # Under load, let the batch grow: one post (or hand-over) per gap at most.
+            gap_end = self._last_take + (HAND_GAP if handing else MIN_POST_GAP)
             while len(self._queue) < cfg.max_batch_events and not self._hurry_locked():
                 remaining = gap_end - time.monotonic()
                 if remaining <= 0:
@@ -451,10 +472,94 @@ class Client:
             warn_limited("encode", "readme_metrics: %d logs are not JSON-serializable (mask hook?)", unencodable)
         return batch if batch.logs else None
 
+    # -- the delivery process (see readme_metrics._sidecar) ---------------------------
+
+    def _handing(self) -> bool:
+        """Whether captures go to a delivery process (else: built and sent here)."""
+        cfg = self.config
+        return (
+            self._own_transport
+            and cfg.delivery_process
+            and cfg.background_worker_mode
+            and cfg.mask is None
+            and self._sidecar_deaths < _sidecar.MAX_RESTARTS
+            and _sidecar.usable_executable() is not None
+        )
+
+    def _hand(self, captures: list[Capture]) -> bool:
+        """Hand ``captures`` to the delivery process (started if need be); False when
+        there is none to take them (it could not start, or died: counted, warned)."""
+        sidecar = self._sidecar
+        if sidecar is not None and sidecar.closed:
+            self._sidecar_ended(died=True)
+            sidecar = None
+        if sidecar is None:
+            executable = _sidecar.usable_executable()
+            try:
+                if executable is None:
+                    raise OSError("no Python executable")
+                sidecar = _sidecar.Sidecar(self.config, executable)
+            except (OSError, RuntimeError, _sidecar.SidecarGoneError) as exc:  # RuntimeError: at exit
+                self._sidecar_deaths = _sidecar.MAX_RESTARTS
+                warn_limited(
+                    "sidecar",
+                    "readme_metrics: cannot start the delivery process (%s); delivering from the app's process",
+                    exc,
+                )
+                return False
+            self._sidecar = sidecar
+        try:
+            sidecar.hand(captures)
+        except _sidecar.SidecarGoneError:
+            self._sidecar_ended(died=True)
+            return False
+        return True
+
+    def _sidecar_ended(self, *, died: bool, timeout: float = 1.0) -> None:
+        """Fold the delivery process's last counters into ours and let it go. ``died``:
+        it ended on its own; what it held is counted as lost and a warning logged."""
+        sidecar = self._sidecar
+        if sidecar is None:
+            return
+        self._sidecar = None
+        sidecar.end(timeout)
+        lost = sidecar.unsettled()
+        with self._cond:
+            _sidecar.merge_report(self._stats, sidecar.report)
+            if lost > 0:
+                self._stats["dropped"]["shutdown" if not died else "delivery_process_died"] += lost
+        if died:
+            self._sidecar_deaths += 1
+            warn_limited(
+                "sidecar_died",
+                "readme_metrics: the delivery process exited (code %s); %d logs lost%s",
+                sidecar.proc.returncode,
+                max(lost, 0),
+                "" if self._handing() else "; delivering from the app's process from now on",
+            )
+
+    def _close_sidecar(self, deadline: float) -> None:
+        """Ask the delivery process to close within ``deadline``, and wait for it."""
+        sidecar = self._sidecar
+        if sidecar is None:
+            return
+        if sidecar.closed:
+            self._sidecar_ended(died=True)
+            return
+        answer = None
+        with contextlib.suppress(_sidecar.SidecarGoneError):
+            answer = sidecar.ask(b"X", max(0.0, deadline - time.monotonic() - 0.1))
+        self._sidecar_ended(died=False, timeout=max(0.1, deadline - time.monotonic()))
+        if answer is None:
+            logger.warning("readme_metrics: the delivery process did not close in time")
+
     def _deliver(self, captures: list[Capture], *, retries: bool = True) -> None:
         """Build, encode and send one batch, retrying as the policy says (``retries``);
         count what becomes of every event. Never raises: an unexpected error is logged and
-        the events it leaves unsettled are counted as ``dropped["internal_error"]``."""
+        the events it leaves unsettled are counted as ``dropped["internal_error"]``.
+        With a delivery process, the captures are handed to it instead."""
+        if retries and self._handing() and self._hand(captures):
+            return
         unsettled = len(captures)
         try:
             logs = self._build_logs(captures)
@@ -616,8 +721,27 @@ class Client:
         """Send everything queued now; True if the queue emptied within ``timeout``.
 
         Waits for the worker; if there is no worker (or it cannot be started, as at a
-        late stage of interpreter exit), delivers in the calling thread.
+        late stage of interpreter exit), delivers in the calling thread. With a delivery
+        process, waits for it to send what it was handed too.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._flush_here(timeout):
+            return False
+        sidecar = self._sidecar
+        if sidecar is None or sidecar.pid != os.getpid():
+            return True
+        if sidecar.closed:
+            self._sidecar_ended(died=True)
+            return False
+        try:
+            answer = sidecar.ask(b"F", 3600.0 if deadline is None else deadline - time.monotonic())
+        except _sidecar.SidecarGoneError:
+            return False
+        return bool(answer)
+
+    def _flush_here(self, timeout: float | None) -> bool:
+        """Empty this process's queue within ``timeout``: sent, or handed to the delivery
+        process."""
         if not self.config.background_worker_mode:
             with self._cond:
                 batch = self._take_all_locked()
@@ -687,7 +811,8 @@ class Client:
         at the deadline; stop the worker and close the transport; ready for reuse."""
         try:
             send_deadline = self._deadline if self._deadline is not None else deadline
-            if not self.flush(max(0.0, send_deadline - time.monotonic())):
+            # Only this process's queue: a delivery process gets the rest of the time to close.
+            if not self._flush_here(max(0.0, send_deadline - time.monotonic())):
                 with self._cond:
                     left = len(self._queue)
                     self._queue.clear()
@@ -713,6 +838,7 @@ class Client:
                 thread = self._thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))  # an idle worker exits at once
+            self._close_sidecar(deadline)
             self.transport.close()
             with self._cond:
                 # Ready for reuse: a worker that did not exit in time goes on serving; else
@@ -722,12 +848,26 @@ class Client:
                 self._cond.notify_all()
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot of the counters; every field is described in docs/delivery.md."""
+        """A snapshot of the counters; every field is described in docs/delivery.md.
+
+        With a delivery process, its counters are asked for (a round trip through the
+        pipe, under a millisecond when it is idle; at most ``STATS_WAIT`` seconds, then
+        its last report, at most ``REPORT_EVERY`` old, is used)."""
+        sidecar = self._sidecar
+        if sidecar is not None and not sidecar.closed and sidecar.pid == os.getpid():
+            with contextlib.suppress(_sidecar.SidecarGoneError):
+                sidecar.ask(b"Q", 0.0, wait=STATS_WAIT)
         with self._cond:
             snapshot = dict(self._stats)
-            snapshot["dropped"] = dict(self._stats["dropped"])
+            dropped = snapshot["dropped"] = collections.Counter(self._stats["dropped"])
             snapshot["waiting"] = len(self._queue) + self._in_flight
             snapshot["queue_bytes"] = self._queued_bytes
+            sidecar = self._sidecar
+            if sidecar is not None:
+                _sidecar.merge_report(snapshot, sidecar.report)
+                snapshot["waiting"] += sidecar.unsettled()
+        snapshot["dropped"] = dict(dropped)
+        snapshot["delivery_process"] = sidecar.proc.pid if sidecar is not None else None
         return snapshot
 
 

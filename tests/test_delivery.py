@@ -135,11 +135,14 @@ def api() -> Iterator[MetricsStandIn]:
         yield standin
 
 
-@pytest.fixture
-def make_app() -> Iterator[Callable[..., App]]:
+@pytest.fixture(params=["process", "thread"])
+def make_app(request: pytest.FixtureRequest) -> Iterator[Callable[..., App]]:
+    """Apps delivering through a delivery process (the default) and, in a second run of
+    the test, from a worker thread in the app's process (``delivery_process=False``)."""
     apps: list[App] = []
 
     def make(metrics_server: str, **settings: Any) -> App:
+        settings.setdefault("delivery_process", request.param == "process")
         app = App(metrics_server, **settings)
         apps.append(app)
         return app
@@ -267,13 +270,15 @@ def test_bounded_queue_while_down_everything_is_accounted_for(make_app: Callable
     wait_until(lambda: app.client.stats()["last_error"] is not None)  # the worker holds it
     for test_id in wanted[1:]:
         app.get(test_id)
-    assert app.client.stats()["dropped"] == {"queue_full": 12 - 6}  # one batch in retry + 5 queued
+    # One batch in retry + 5 queued; the rest dropped (a delivery process, a moment later).
+    wait_until(lambda: app.client.stats()["dropped"] == {"queue_full": 12 - 6})
+    kept = 6
     with MetricsStandIn(port=port) as api:
         assert app.client.flush(timeout=10)
         arrived = test_ids(api.logs)
-    assert len(arrived) == len(set(arrived)) == 6 and set(arrived) <= set(wanted)
+    assert len(arrived) == len(set(arrived)) == kept and set(arrived) <= set(wanted)
     stats = app.client.stats()
-    assert stats["queued"] == 6 and stats["sent"] + sum(stats["dropped"].values()) == len(wanted)
+    assert stats["sent"] == kept and stats["sent"] + sum(stats["dropped"].values()) == len(wanted)
 
 
 def test_close_stops_retrying_at_the_deadline(make_app: Callable[..., App]) -> None:
@@ -356,7 +361,7 @@ def test_no_worker_thread_can_start(
     # As at interpreter exit: threading refuses new threads. submit() must not raise into
     # the app, and flush() delivers inline, returning at its deadline (not looping forever).
     api.faults.extend(Fault(200, delay=0.5) for _ in range(3))  # slow but successful posts
-    app = make_app(api.url, max_batch_events=1)
+    app = make_app(api.url, max_batch_events=1, delivery_process=False)  # the thread's own case
     app.get("started")  # a worker is running: stop it, then forbid new ones
     assert app.client.flush(timeout=5)
     app.client.close(timeout=5)
@@ -384,7 +389,7 @@ def test_no_worker_thread_can_start(
 def test_an_unexpected_error_is_counted_and_the_worker_goes_on(
     api: MetricsStandIn, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(api.url)
+    app = make_app(api.url, delivery_process=False)  # breaks the in-process builder
     real_encode = app.client._encode
 
     def broken(logs: list[dict[str, Any]]) -> Any:
@@ -437,6 +442,7 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
         "last_error",
         "last_error_time",
         "last_success",
+        "delivery_process",
     }
     app.get("stats")
     assert app.client.flush(timeout=5)

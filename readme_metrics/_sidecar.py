@@ -1,0 +1,478 @@
+"""The delivery process: logs are built, redacted, encoded and posted outside the app.
+
+Building a log (HAR, redaction, JSON) costs 20-50 us of CPU per event. In the app's
+process that time is taken from the app: the worker thread holds the same GIL as the
+request threads. So by default (``delivery_process=True``) the worker thread only hands
+each finished capture, as raw fields and body bytes, through a pipe to a child process,
+``python -c "from readme_metrics._sidecar import main; main()"``, started at the first
+event. The child runs the ordinary in-process :class:`~readme_metrics.delivery.Client`
+(queue, batches, retries, gzip, shutdown deadline) with the same configuration, and
+reports back its counters and its warnings, which the app's process logs through its own
+``readme_metrics`` logger.
+
+Lifetime
+    The child reads until the pipe closes: at ``close()`` (interpreter exit, ASGI lifespan
+    shutdown) the app's process tells it to close within the remaining deadline and waits
+    for its last report. If the app's process dies without closing (SIGKILL, a server
+    that re-raises SIGTERM), the pipe closes with it and the child still delivers what it
+    holds, within ``shutdown_timeout``. The child ignores SIGINT, SIGTERM and SIGHUP: a
+    Ctrl-C or a signal to the process group stops the app, whose exit then ends the
+    child in order. A forked worker (gunicorn ``--preload``) starts its own child.
+
+When it is not used
+    A custom transport (``readme_metrics.testing.MemoryTransport``), a ``mask`` hook (a
+    function cannot cross to another process), ``background_worker_mode=False``, an
+    interpreter that is not a plain ``python`` executable (uWSGI, mod_wsgi embed Python:
+    their ``sys.executable`` is not one), or a child that cannot start or keeps dying: the
+    worker thread then builds and posts in the app's process, as with
+    ``delivery_process=False``.
+
+The pipe protocol (private: both ends are this module, same version)
+    Frames ``kind (1 byte) | len(meta) | len(a) | len(b)`` (3 x uint32, big-endian), then
+    ``meta`` (``marshal``), then two raw byte strings. To the child: ``I`` (the options,
+    pickled, in ``a``), ``C`` (one capture: its fields in ``meta``, the request and
+    response body copies as ``a`` and ``b``, written with one ``writev`` per batch, never
+    joined), ``F`` (flush: sequence number and timeout), ``X`` (close: the same), ``Q``
+    (counters, now). From the child: ``S`` (its counters, every ``REPORT_EVERY`` seconds
+    while they change), ``A`` (the answer to ``F``/``X``/``Q``, with the counters), ``L``
+    (a log record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import logging
+import marshal
+import os
+import pickle
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from readme_metrics._log import logger
+from readme_metrics._version import __version__
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.har import ANONYMOUS_GROUP
+
+if TYPE_CHECKING:
+    from readme_metrics.config import MetricsApiConfig
+
+_HEAD = struct.Struct("!cIII")
+
+#: At most this many buffers per ``writev`` (Linux's IOV_MAX is 1024; 4 per capture).
+_MAX_IOV = 1020
+
+#: The child reports its counters at most this often (and at once when asked).
+REPORT_EVERY = 0.2
+
+#: The child is not restarted more than this many times per process; then the app's
+#: process delivers by itself.
+MAX_RESTARTS = 3
+
+#: Longest wait for a new child to say it is ready (imports done, same package version).
+START_TIMEOUT = 15.0
+
+#: Options the child does not take: callables stay in the app's process; aliases.
+_NOT_SENT = frozenset({"grouping_function", "skip", "mask", "mask_event", "blacklist", "whitelist", "delivery_process"})
+
+_COUNTERS = ("sent", "batches_sent", "batches_failed", "retried", "bytes_sent")
+
+
+def _capture_fields() -> tuple[str, ...]:
+    names: tuple[str, ...]
+    if dataclasses.is_dataclass(Capture):
+        names = tuple(f.name for f in dataclasses.fields(Capture))
+    else:  # pragma: no cover - a __slots__ class
+        names = tuple(getattr(Capture, "__slots__", ()))
+    return tuple(n for n in names if n not in ("request_body", "response_body", "group"))
+
+
+_FIELDS = _capture_fields()
+
+
+def usable_executable() -> str | None:
+    """The Python to start the child with, or None when ``sys.executable`` is not a plain
+    Python interpreter (embedded Python: uWSGI, mod_wsgi)."""
+    exe = sys.executable
+    if not exe or not os.access(exe, os.X_OK):
+        return None
+    if not re.fullmatch(r"(python|pypy)[0-9.]*(\.exe)?", os.path.basename(exe), re.IGNORECASE):
+        return None
+    return exe
+
+
+def options_of(config: MetricsApiConfig) -> dict[str, Any]:
+    """The configuration as keyword arguments the child can rebuild it from (plain data)."""
+    from readme_metrics.config import MetricsApiConfig
+
+    options: dict[str, Any] = {}
+    for name in inspect.signature(MetricsApiConfig.__init__).parameters:
+        if name == "self" or name in _NOT_SENT:
+            continue
+        options[name] = getattr(config, name)
+    options["grouping_function"] = None
+    options["delivery_process"] = False
+    return options
+
+
+# -- captures on the wire -----------------------------------------------------------------
+
+
+def _wire_group(group: Any) -> tuple[Any, ...]:
+    """The grouping function's result in a form ``marshal`` takes (see :func:`_group_of`)."""
+    if group is ANONYMOUS_GROUP:
+        return ("A",)
+    if isinstance(group, dict):
+        try:
+            marshal.dumps(group)
+            return ("R", group)
+        except ValueError:
+            pass
+    if isinstance(group, Mapping):
+        # The builder keeps only these keys, as text (api_key: checked for None / "").
+        plain: dict[str, Any] = {}
+        for key in ("api_key", "id", "label", "email"):
+            value = group.get(key)
+            if value is None or isinstance(value, str):
+                plain[key] = value
+            else:
+                plain[key] = str(value)
+        return ("R", plain)
+    return ("E", type(group).__name__)
+
+
+def _group_of(wire: tuple[Any, ...]) -> Any:
+    if wire[0] == "A":
+        return ANONYMOUS_GROUP
+    if wire[0] == "R":
+        return wire[1]
+    return type(wire[1], (), {})()  # not a mapping: the builder says so, with this type's name
+
+
+def capture_frames(capture: Capture) -> list[bytes]:
+    """One capture as the buffers of a ``C`` frame (the body copies are not copied)."""
+    meta = marshal.dumps(
+        (
+            tuple(getattr(capture, name) for name in _FIELDS),
+            _wire_group(capture.group),
+            capture.request_body.limit,
+            capture.request_body.size,
+            capture.response_body.limit,
+            capture.response_body.size,
+        )
+    )
+    a = capture.request_body.data
+    b = capture.response_body.data
+    return [_HEAD.pack(b"C", len(meta), len(a), len(b)), meta, a, b]
+
+
+def _frame(kind: bytes, meta: Any, a: bytes = b"") -> bytes:
+    data = marshal.dumps(meta)
+    return _HEAD.pack(kind, len(data), len(a), 0) + data + a
+
+
+def _read_frame(stream: BinaryIO) -> tuple[bytes, Any, bytes, bytes] | None:
+    """The next frame, or None at the end of the stream."""
+    head = stream.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        return None
+    kind, n_meta, n_a, n_b = _HEAD.unpack(head)
+    meta = stream.read(n_meta)
+    a = stream.read(n_a) if n_a else b""
+    b = stream.read(n_b) if n_b else b""
+    if len(meta) < n_meta or len(a) < n_a or len(b) < n_b:
+        return None
+    return kind, marshal.loads(meta), a, b
+
+
+def _capture_of(meta: Any, a: bytes, b: bytes) -> Capture:
+    fields, group, a_limit, a_size, b_limit, b_size = meta
+    capture: Capture = Capture.__new__(Capture)
+    for name, value in zip(_FIELDS, fields, strict=True):
+        setattr(capture, name, value)
+    capture.group = _group_of(group)
+    capture.request_body = _body(a, a_limit, a_size)
+    capture.response_body = _body(b, b_limit, b_size)
+    return capture
+
+
+def _body(data: bytes, limit: int, size: int) -> BodyCopy:
+    body = BodyCopy(limit)
+    body.add(data)
+    body.size = size
+    return body
+
+
+# -- the app's side -----------------------------------------------------------------------
+
+
+class SidecarGoneError(Exception):
+    """The delivery process is gone (or could not start)."""
+
+
+class Sidecar:
+    """The app process's handle on one delivery process.
+
+    Written to by the client's worker thread only; a reader thread takes the child's
+    reports. ``handed`` counts the captures written, ``report`` is the child's last
+    counters (``received`` among them).
+    """
+
+    def __init__(self, config: MetricsApiConfig, executable: str) -> None:
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [executable, "-c", "from readme_metrics._sidecar import main; main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+            close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._wfd = self.proc.stdin.fileno()
+        self._cond = threading.Condition(threading.Lock())
+        self.handed = 0
+        self.report: dict[str, Any] = {}
+        self.closed = False  # the child's stdout ended (it exited, or died)
+        self.ready: bool | None = None  # the child's first answer: it runs the same package
+        self._answers: dict[int, bool] = {}
+        self._seq = 0
+        self._write_lock = threading.Lock()
+        self.pid = os.getpid()
+        level = logger.getEffectiveLevel()
+        self._reader = threading.Thread(target=self._read_loop, name="readme-metrics-sidecar-reader", daemon=True)
+        try:
+            self._write([_frame(b"I", (level, _FIELDS, __version__), pickle.dumps(options_of(config)))])
+            self._reader.start()
+            # Nothing is handed before the child is known to take it: a package upgraded on
+            # disk since the app started would not read this process's captures.
+            end = time.monotonic() + START_TIMEOUT
+            with self._cond:
+                while self.ready is None and not self.closed and (remaining := end - time.monotonic()) > 0:
+                    self._cond.wait(remaining)
+            if not self.ready:
+                raise SidecarGoneError("it did not start" if self.ready is None else "another package version")
+        except BaseException:
+            self.end(0.0)
+            raise
+
+    # writing (the worker thread; flush/close from other threads under the write lock)
+
+    def _write(self, buffers: list[bytes]) -> None:
+        """Write all of ``buffers``; SidecarGoneError if the child is gone."""
+        with self._write_lock:
+            views = [memoryview(b) for b in buffers if len(b)]
+            try:
+                while views:
+                    written = os.writev(self._wfd, views[:_MAX_IOV])
+                    while views and written >= len(views[0]):
+                        written -= len(views[0])
+                        views.pop(0)
+                    if written:
+                        views[0] = views[0][written:]
+            except (OSError, ValueError) as exc:  # EPIPE: the child exited
+                raise SidecarGoneError(str(exc)) from exc
+
+    def hand(self, captures: list[Capture]) -> None:
+        """Write ``captures`` to the child (batched: one ``writev`` per ~250)."""
+        buffers: list[bytes] = []
+        for capture in captures:
+            buffers += capture_frames(capture)
+        self._write(buffers)
+        with self._cond:
+            self.handed += len(captures)
+
+    def ask(self, kind: bytes, timeout: float, wait: float | None = None) -> bool | None:
+        """Send ``F`` (flush), ``X`` (close) or ``Q`` (counters) with ``timeout``; the
+        child's answer (its counters are in ``report`` then), or None if none came within
+        ``wait`` (default: ``timeout`` plus a moment)."""
+        with self._cond:
+            self._seq += 1
+            seq = self._seq
+        self._write([_frame(kind, (seq, max(0.0, timeout)))])
+        end = time.monotonic() + (timeout + 0.5 if wait is None else wait)
+        with self._cond:
+            while seq not in self._answers:
+                remaining = end - time.monotonic()
+                if self.closed or remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self._answers.pop(seq)
+
+    def unsettled(self) -> int:
+        """Captures handed and not yet sent or dropped by the child."""
+        report = self.report
+        return self.handed - int(report.get("received", 0)) + int(report.get("waiting", 0))
+
+    def end(self, timeout: float) -> None:
+        """Close the pipe and wait up to ``timeout`` for the child to exit; kill it after."""
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(1.0)
+        self._reader.join(1.0)
+
+    def abandon(self) -> None:
+        """In a forked child of the app: let go of the parent's pipes, leave the child."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    os.close(stream.fileno())
+
+    def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        stream: Any = self.proc.stdout
+        try:
+            while True:
+                frame = _read_frame(stream)
+                if frame is None:
+                    return
+                kind, meta, _, _ = frame
+                if kind == b"R":
+                    with self._cond:
+                        self.ready = bool(meta)
+                        self._cond.notify_all()
+                elif kind == b"S":
+                    with self._cond:
+                        self.report = meta
+                elif kind == b"A":
+                    seq, ok, report = meta
+                    with self._cond:
+                        self.report = report
+                        self._answers[seq] = ok
+                        self._cond.notify_all()
+                elif kind == b"L":
+                    level, message = meta
+                    logger.log(level, "%s", message)
+        except Exception:  # a broken frame: treat as the child's end
+            logger.exception("readme_metrics: unreadable report from the delivery process")
+        finally:
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+
+
+def merge_report(stats: dict[str, Any], report: Mapping[str, Any]) -> None:
+    """Add a child's counters (``report``) into ``stats`` (the app process's own)."""
+    for name in _COUNTERS:
+        stats[name] += int(report.get(name, 0))
+    for reason, count in report.get("dropped", {}).items():
+        stats["dropped"][reason] += count
+    if report.get("last_error_time") and (stats["last_error_time"] or 0) <= report["last_error_time"]:
+        stats["last_error"] = report.get("last_error")
+        stats["last_error_time"] = report["last_error_time"]
+    if report.get("last_success") and (stats["last_success"] or 0) <= report["last_success"]:
+        stats["last_success"] = report["last_success"]
+
+
+# -- the child ----------------------------------------------------------------------------
+
+
+class _Reporter(logging.Handler):
+    """The child's warnings, sent to the app's process to be logged there."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            self._send(b"L", (record.levelno, message))
+        except Exception:  # the pipe is gone: nobody to tell
+            pass
+
+
+def main() -> None:
+    """The delivery process: read captures from stdin until it closes, deliver them."""
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
+    from readme_metrics.config import MetricsApiConfig
+    from readme_metrics.delivery import Client
+
+    stdin = os.fdopen(0, "rb", buffering=1 << 20)
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # anything printed to stdout by accident goes to stderr, not into the frames
+    out_lock = threading.Lock()
+
+    def send(kind: bytes, meta: Any) -> None:
+        data = _frame(kind, meta)
+        with out_lock:
+            out.write(data)
+
+    first = _read_frame(stdin)
+    if first is None or first[0] != b"I":
+        return
+    level, fields, version = first[1]
+    if tuple(fields) != _FIELDS or version != __version__:
+        send(b"R", False)
+        return
+    logger.setLevel(level)
+    logger.propagate = False
+    logger.addHandler(_Reporter(send))
+    client = Client(MetricsApiConfig(**pickle.loads(first[2])))
+    send(b"R", True)
+    received = 0
+    stop = threading.Event()
+
+    def report() -> dict[str, Any]:
+        stats = client.stats()
+        stats["received"] = received
+        return stats
+
+    def reporter() -> None:
+        last: dict[str, Any] = {}
+        while not stop.wait(REPORT_EVERY):
+            now = report()
+            if now != last:
+                with contextlib.suppress(OSError):
+                    send(b"S", now)
+                last = now
+
+    def flush(seq: int, timeout: float) -> None:
+        ok = client.flush(timeout)
+        with contextlib.suppress(OSError):
+            send(b"A", (seq, ok, report()))
+
+    threading.Thread(target=reporter, name="readme-metrics-sidecar-reporter", daemon=True).start()
+    try:
+        while True:
+            frame = _read_frame(stdin)
+            if frame is None:  # the app's process is gone: deliver what is held, then exit
+                client.close()
+                break
+            kind, meta, a, b = frame
+            if kind == b"C":
+                client.submit(_capture_of(meta, a, b))
+                received += 1
+            elif kind == b"Q":
+                send(b"A", (meta[0], True, report()))
+            elif kind == b"F":  # in a thread: counters (Q) stay answered meanwhile
+                threading.Thread(target=flush, args=meta, name="readme-metrics-sidecar-flush", daemon=True).start()
+            elif kind == b"X":
+                seq, timeout = meta
+                client.close(timeout)
+                send(b"A", (seq, True, report()))
+                break
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            send(b"S", report())
