@@ -95,16 +95,15 @@ class DocLink:
 
         Gives the capture its log id, so the log sent carries the same ``_id``.
         """
-        if not self.enabled:
-            return None
         base = self.base
-        if base is None:
-            if time.monotonic() >= self._next_attempt:
+        if base is None or not self.enabled:
+            if self.enabled and time.monotonic() >= self._next_attempt:
                 self._start_fetch()
             return None
-        if capture.log_id is None:
-            capture.log_id = new_log_id()
-        return f"{base}/logs/{capture.log_id}"
+        log_id = capture.log_id
+        if log_id is None:
+            log_id = capture.log_id = new_log_id()
+        return f"{base}/logs/{log_id}"
 
     def add_to(self, capture: Capture, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """WSGI-style headers with the link appended (a new list), unless the app set one.
