@@ -106,7 +106,7 @@ class _Exchange:
         "environ",
         "error",
         "exhausted",
-        "input_copy",
+        "has_input_copy",
         "middleware",
         "wrote",
     )
@@ -117,13 +117,13 @@ class _Exchange:
         capture: Capture,
         environ: WSGIEnvironment,
         start_response: StartResponse,
-        input_copy: _InputCopy | None,
+        has_input_copy: bool,
     ) -> None:
         self.middleware = middleware
         self.capture = capture
         self.environ = environ
         self._server_start_response = start_response
-        self.input_copy = input_copy
+        self.has_input_copy = has_input_copy
         self.error: BaseException | None = None
         self.exhausted = False
         self.done = False
@@ -172,8 +172,11 @@ class _Exchange:
         self.done = True
         capture = self.capture
         error = self.error
-        if self.input_copy is not None and not capture.request_body.size:
-            read_unread_body(self.input_copy, self.environ.get("CONTENT_LENGTH"), capture, self.middleware.max_body)
+        if self.has_input_copy and not capture.request_body.size:
+            environ = self.environ
+            read_unread_body(
+                environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, self.middleware.max_body
+            )
         capture.finish(
             self.exhausted and error is None,
             error,
@@ -267,10 +270,10 @@ class WsgiMetricsMiddleware(Adapter):
             BodyCopy(limit),
             group,
         )
-        input_copy = None
-        if "wsgi.input" in environ and (environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ):
-            input_copy = environ["wsgi.input"] = _InputCopy(environ["wsgi.input"], capture.request_body)
-        return _Exchange(self, capture, environ, start_response, input_copy)
+        copied = "wsgi.input" in environ and bool(environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ)
+        if copied:
+            environ["wsgi.input"] = _InputCopy(environ["wsgi.input"], capture.request_body)
+        return _Exchange(self, capture, environ, start_response, copied)
 
 
 def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:
