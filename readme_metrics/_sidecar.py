@@ -45,6 +45,7 @@ import dataclasses
 import inspect
 import logging
 import marshal
+import operator
 import os
 import pickle
 import re
@@ -58,6 +59,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from readme_metrics._log import logger
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX (no delivery process there)
+    fcntl = None  # type: ignore[assignment]
 from readme_metrics._version import __version__
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.har import ANONYMOUS_GROUP
@@ -67,15 +73,19 @@ if TYPE_CHECKING:
 
 _HEAD = struct.Struct("!cIII")
 
-#: At most this many buffers per ``writev`` (Linux's IOV_MAX is 1024; 4 per capture).
-_MAX_IOV = 1020
+#: Captures per ``writev`` (4 buffers each; Linux's IOV_MAX is 1024).
+HAND_CHUNK = 64
+
+#: The pipe to the child holds this much (Linux, ``F_SETPIPE_SZ``; the default is 64 KiB):
+#: fewer wake-ups of both ends under load.
+PIPE_BYTES = 1 << 20
 
 #: The child reports its counters at most this often (and at once when asked).
 REPORT_EVERY = 0.2
 
-#: The child is not restarted more than this many times per process; then the app's
+#: After this many deaths of a delivery process (a new one starts after each), the app's
 #: process delivers by itself.
-MAX_RESTARTS = 3
+MAX_DEATHS = 3
 
 #: Longest wait for a new child to say it is ready (imports done, same package version).
 START_TIMEOUT = 15.0
@@ -87,26 +97,28 @@ _COUNTERS = ("sent", "batches_sent", "batches_failed", "retried", "bytes_sent")
 
 
 def _capture_fields() -> tuple[str, ...]:
-    names: tuple[str, ...]
-    if dataclasses.is_dataclass(Capture):
+    names: tuple[str, ...] = tuple(getattr(Capture, "__slots__", ()))
+    if not names and dataclasses.is_dataclass(Capture):  # pragma: no cover - the older form
         names = tuple(f.name for f in dataclasses.fields(Capture))
-    else:  # pragma: no cover - a __slots__ class
-        names = tuple(getattr(Capture, "__slots__", ()))
     return tuple(n for n in names if n not in ("request_body", "response_body", "group"))
 
 
 _FIELDS = _capture_fields()
+_get_fields = operator.attrgetter(*_FIELDS)
+
+
+_executable: list[str | None] = []
 
 
 def usable_executable() -> str | None:
     """The Python to start the child with, or None when ``sys.executable`` is not a plain
-    Python interpreter (embedded Python: uWSGI, mod_wsgi)."""
-    exe = sys.executable
-    if not exe or not os.access(exe, os.X_OK):
-        return None
-    if not re.fullmatch(r"(python|pypy)[0-9.]*(\.exe)?", os.path.basename(exe), re.IGNORECASE):
-        return None
-    return exe
+    Python interpreter (embedded Python: uWSGI, mod_wsgi). Found once per process."""
+    if not _executable:
+        exe = sys.executable
+        plain = re.fullmatch(r"(python|pypy)[0-9.]*(\.exe)?", os.path.basename(exe or ""), re.IGNORECASE)
+        posix = fcntl is not None and hasattr(os, "writev")
+        _executable.append(exe if exe and plain and posix and os.access(exe, os.X_OK) else None)
+    return _executable[0]
 
 
 def options_of(config: MetricsApiConfig) -> dict[str, Any]:
@@ -140,7 +152,9 @@ def _wire_group(group: Any) -> tuple[Any, ...]:
         # The builder keeps only these keys, as text (api_key: checked for None / "").
         plain: dict[str, Any] = {}
         for key in ("api_key", "id", "label", "email"):
-            value = group.get(key)
+            if key not in group:
+                continue
+            value = group[key]
             if value is None or isinstance(value, str):
                 plain[key] = value
             else:
@@ -159,19 +173,17 @@ def _group_of(wire: tuple[Any, ...]) -> Any:
 
 def capture_frames(capture: Capture) -> list[bytes]:
     """One capture as the buffers of a ``C`` frame (the body copies are not copied)."""
-    meta = marshal.dumps(
-        (
-            tuple(getattr(capture, name) for name in _FIELDS),
-            _wire_group(capture.group),
-            capture.request_body.limit,
-            capture.request_body.size,
-            capture.response_body.limit,
-            capture.response_body.size,
+    group = capture.group
+    a, b = capture.request_body, capture.response_body
+    fields = _get_fields(capture)
+    try:  # the common case: a plain dict from the grouping function
+        meta = marshal.dumps(
+            (fields, ("A",) if group is ANONYMOUS_GROUP else ("R", group), a.limit, a.size, b.limit, b.size)
         )
-    )
-    a = capture.request_body.data
-    b = capture.response_body.data
-    return [_HEAD.pack(b"C", len(meta), len(a), len(b)), meta, a, b]
+    except ValueError:
+        meta = marshal.dumps((fields, _wire_group(group), a.limit, a.size, b.limit, b.size))
+    a_data, b_data = a.data, b.data
+    return [_HEAD.pack(b"C", len(meta), len(a_data), len(b_data)), meta, a_data, b_data]
 
 
 def _frame(kind: bytes, meta: Any, a: bytes = b"") -> bytes:
@@ -240,6 +252,8 @@ class Sidecar:
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._wfd = self.proc.stdin.fileno()
+        with contextlib.suppress(OSError, AttributeError):  # Linux only; above pipe-max-size
+            fcntl.fcntl(self._wfd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self._cond = threading.Condition(threading.Lock())
         self.handed = 0
         self.report: dict[str, Any] = {}
@@ -269,28 +283,30 @@ class Sidecar:
     # writing (the worker thread; flush/close from other threads under the write lock)
 
     def _write(self, buffers: list[bytes]) -> None:
-        """Write all of ``buffers``; SidecarGoneError if the child is gone."""
+        """Write all of ``buffers`` (at most ``_MAX_IOV``); SidecarGoneError if the child
+        is gone."""
         with self._write_lock:
-            views = [memoryview(b) for b in buffers if len(b)]
             try:
-                while views:
-                    written = os.writev(self._wfd, views[:_MAX_IOV])
-                    while views and written >= len(views[0]):
-                        written -= len(views[0])
-                        views.pop(0)
-                    if written:
-                        views[0] = views[0][written:]
+                written = os.writev(self._wfd, buffers)
+                total = sum(map(len, buffers))
+                if written < total:  # rare on a blocking pipe (a signal): write the rest
+                    rest = memoryview(b"".join(buffers))[written:]
+                    while rest:
+                        rest = rest[os.write(self._wfd, rest) :]
             except (OSError, ValueError) as exc:  # EPIPE: the child exited
                 raise SidecarGoneError(str(exc)) from exc
 
     def hand(self, captures: list[Capture]) -> None:
-        """Write ``captures`` to the child (batched: one ``writev`` per ~250)."""
-        buffers: list[bytes] = []
-        for capture in captures:
-            buffers += capture_frames(capture)
-        self._write(buffers)
-        with self._cond:
-            self.handed += len(captures)
+        """Write ``captures`` to the child, ``HAND_CHUNK`` per ``writev``: the GIL is
+        released between chunks, so the app's threads never wait long for it."""
+        for start in range(0, len(captures), HAND_CHUNK):
+            chunk = captures[start : start + HAND_CHUNK]
+            buffers: list[bytes] = []
+            for capture in chunk:
+                buffers += capture_frames(capture)
+            self._write(buffers)
+            with self._cond:
+                self.handed += len(chunk)
 
     def ask(self, kind: bytes, timeout: float, wait: float | None = None) -> bool | None:
         """Send ``F`` (flush), ``X`` (close) or ``Q`` (counters) with ``timeout``; the

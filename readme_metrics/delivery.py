@@ -482,7 +482,7 @@ class Client:
             and cfg.delivery_process
             and cfg.background_worker_mode
             and cfg.mask is None
-            and self._sidecar_deaths < _sidecar.MAX_RESTARTS
+            and self._sidecar_deaths < _sidecar.MAX_DEATHS
             and _sidecar.usable_executable() is not None
         )
 
@@ -490,9 +490,6 @@ class Client:
         """Hand ``captures`` to the delivery process (started if need be); False when
         there is none to take them (it could not start, or died: counted, warned)."""
         sidecar = self._sidecar
-        if sidecar is not None and sidecar.closed:
-            self._sidecar_ended(died=True)
-            sidecar = None
         if sidecar is None:
             executable = _sidecar.usable_executable()
             try:
@@ -500,7 +497,7 @@ class Client:
                     raise OSError("no Python executable")
                 sidecar = _sidecar.Sidecar(self.config, executable)
             except (OSError, RuntimeError, _sidecar.SidecarGoneError) as exc:  # RuntimeError: at exit
-                self._sidecar_deaths = _sidecar.MAX_RESTARTS
+                self._sidecar_deaths = _sidecar.MAX_DEATHS
                 warn_limited(
                     "sidecar",
                     "readme_metrics: cannot start the delivery process (%s); delivering from the app's process",
@@ -515,12 +512,13 @@ class Client:
             return False
         return True
 
-    def _sidecar_ended(self, *, died: bool, timeout: float = 1.0) -> None:
-        """Fold the delivery process's last counters into ours and let it go. ``died``:
-        it ended on its own; what it held is counted as lost and a warning logged."""
+    def _sidecar_ended(self, *, died: bool, timeout: float = 1.0) -> int:
+        """Fold the delivery process's last counters into ours and let it go; the events
+        it held that are lost. ``died``: it ended on its own (they are counted as
+        ``delivery_process_died``, and a warning logged)."""
         sidecar = self._sidecar
         if sidecar is None:
-            return
+            return 0
         self._sidecar = None
         sidecar.end(timeout)
         lost = sidecar.unsettled()
@@ -532,11 +530,16 @@ class Client:
             self._sidecar_deaths += 1
             warn_limited(
                 "sidecar_died",
-                "readme_metrics: the delivery process exited (code %s); %d logs lost%s",
+                "readme_metrics: the delivery process exited (code %s); %d logs lost",
                 sidecar.proc.returncode,
                 max(lost, 0),
-                "" if self._handing() else "; delivering from the app's process from now on",
             )
+            if self._sidecar_deaths == _sidecar.MAX_DEATHS:
+                logger.warning(
+                    "readme_metrics: the delivery process died %d times; delivering from the app's process from now on",
+                    self._sidecar_deaths,
+                )
+        return max(lost, 0)
 
     def _close_sidecar(self, deadline: float) -> None:
         """Ask the delivery process to close within ``deadline``, and wait for it."""
@@ -558,6 +561,8 @@ class Client:
         count what becomes of every event. Never raises: an unexpected error is logged and
         the events it leaves unsettled are counted as ``dropped["internal_error"]``.
         With a delivery process, the captures are handed to it instead."""
+        if self._sidecar is not None and self._sidecar.closed:
+            self._sidecar_ended(died=True)
         if retries and self._handing() and self._hand(captures):
             return
         unsettled = len(captures)
@@ -730,9 +735,8 @@ class Client:
         sidecar = self._sidecar
         if sidecar is None or sidecar.pid != os.getpid():
             return True
-        if sidecar.closed:
-            self._sidecar_ended(died=True)
-            return False
+        if sidecar.closed:  # it died: the flush failed if it held events
+            return self._sidecar_ended(died=True) == 0
         try:
             answer = sidecar.ask(b"F", 3600.0 if deadline is None else deadline - time.monotonic())
         except _sidecar.SidecarGoneError:

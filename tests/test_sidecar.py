@@ -1,0 +1,261 @@
+"""The delivery process (``readme_metrics._sidecar``): what it adds, and where it steps aside.
+
+The retry, batching and shutdown rules are those of the in-process client and are tested
+in both modes by ``tests/test_delivery.py``. Here: the capture's trip through the pipe,
+logs that survive the app's process being killed or never closing, a delivery process that
+dies, and the cases that keep delivery in the app's process (mask hook, another package
+version on disk). Every test runs the real child process against the real stand-in.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import time
+import uuid
+from collections import UserDict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from werkzeug.test import Client as WerkzeugClient
+
+from readme_metrics import MetricsApiConfig, MetricsMiddleware, _sidecar
+from readme_metrics.capture import BodyCopy, Capture
+from readme_metrics.har import ANONYMOUS_GROUP, build_group
+from tests.apps import delivery_app
+from tests.servers import uvicorn
+from tests.standin import MetricsStandIn, entry, wait_until
+
+QUEUED_ENV = {"RM_BUFFER_LENGTH": "50", "RM_FLUSH_INTERVAL": "60"}  # events wait in the queue
+
+
+@pytest.fixture
+def api() -> Iterator[MetricsStandIn]:
+    with MetricsStandIn() as standin:
+        yield standin
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello " + environ.get("HTTP_X_TEST_ID", "").encode()]
+
+
+def arrived_ids(api: MetricsStandIn) -> list[str]:
+    return [
+        next(h["value"] for h in entry(log)["request"]["headers"] if h["name"].lower() == "x-test-id")
+        for log in api.logs
+    ]
+
+
+# -- the capture on the wire ---------------------------------------------------------------
+
+
+def test_a_capture_crosses_the_pipe_unchanged() -> None:
+    request_body, response_body = BodyCopy(8), BodyCopy(1 << 20)
+    request_body.add(b"0123456789")  # cut at the limit: 10 bytes seen, 8 kept
+    response_body.add(bytes(range(256)))
+    capture = Capture(
+        "POST",
+        "https",
+        "ex\u00e4mple.test:8443",
+        "/p\u00e4th",
+        "q=1&q=2",
+        "HTTP/2",
+        None,
+        [(b"x-raw", b"\xff\x00"), (b"x-raw", b"again")],
+        request_body,
+        response_body,
+        group={"api_key": "k", "label": "\u00e9"},
+    )
+    capture.response_started(201, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], "Created")
+    capture.finish(False, ValueError("boom"))
+    stream = io.BytesIO(b"".join(_sidecar.capture_frames(capture)))
+    frame = _sidecar._read_frame(stream)
+    assert frame is not None and frame[0] == b"C" and _sidecar._read_frame(stream) is None
+    back = _sidecar._capture_of(*frame[1:])
+    for name in (*_sidecar._FIELDS, "group"):
+        assert getattr(back, name) == getattr(capture, name), name
+    for body in ("request_body", "response_body"):
+        mine, theirs = getattr(capture, body), getattr(back, body)
+        assert (theirs.data, theirs.size, theirs.limit, theirs.truncated) == (
+            mine.data,
+            mine.size,
+            mine.limit,
+            mine.truncated,
+        )
+
+
+class _Key:
+    def __str__(self) -> str:
+        return "key-from-an-object"
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        {"api_key": uuid.UUID(int=7), "label": 42, "email": None},  # not marshallable as is
+        UserDict({"id": "mapping-key", "label": "from a Mapping"}),  # a Mapping, not a dict
+        {"api_key": _Key(), "label": "Obj"},
+        ["not", "a", "mapping"],  # logged as anonymous, with the same warning
+        ANONYMOUS_GROUP,
+    ],
+    ids=["uuid", "mapping", "object", "list", "anonymous"],
+)
+def test_every_kind_of_group_gives_the_same_log_as_in_process(group: Any) -> None:
+    frames = _sidecar.capture_frames(
+        Capture("GET", "http", "h", "/", "", "HTTP/1.1", None, [], BodyCopy(0), BodyCopy(0), group=group)
+    )
+    frame = _sidecar._read_frame(io.BytesIO(b"".join(frames)))
+    assert frame is not None
+    crossed = _sidecar._capture_of(*frame[1:]).group
+    try:
+        expected: Any = build_group(group)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as raised:
+            build_group(crossed)
+        assert str(raised.value) == str(exc)
+    else:
+        assert build_group(crossed) == expected
+
+
+# -- the app's process goes away --------------------------------------------------------
+
+
+def send(server: Any, wanted: list[str]) -> None:
+    import requests
+
+    for test_id in wanted:
+        assert requests.get(server.url + "/hello", headers={"X-Test-Id": test_id}, timeout=10).text == "hello"
+
+
+def test_uvicorn_without_lifespan_delivers_at_sigterm(api: MetricsStandIn) -> None:
+    # uvicorn re-raises SIGTERM, so without a lifespan no flush runs in the app's process:
+    # the delivery process sees the pipe close and delivers what it holds.
+    env = {"README_METRICS_SERVER": api.url, **QUEUED_ENV}
+    server = uvicorn("tests.apps.delivery_asgi_app:wrapped", env, "--lifespan", "off")
+    wanted = [f"no-lifespan-{i}" for i in range(20)]
+    send(server, wanted)
+    time.sleep(0.3)  # handed over (at most 0.05 s after each event), still queued (50 > 20)
+    assert api.logs == []
+    output = server.stop()
+    wait_until(lambda: len(api.logs) == len(wanted), what="the events of the stopped server")
+    assert sorted(arrived_ids(api)) == sorted(wanted), output
+
+
+def test_a_killed_app_process_loses_nothing_it_had_handed_over(api: MetricsStandIn) -> None:
+    env = {"README_METRICS_SERVER": api.url, **QUEUED_ENV}
+    server = uvicorn("tests.apps.delivery_asgi_app:wrapped", env)
+    wanted = [f"killed-{i}" for i in range(10)]
+    send(server, wanted)
+    time.sleep(0.3)
+    server.proc.kill()  # SIGKILL: no code runs in the app's process
+    server.stop()
+    wait_until(lambda: len(api.logs) == len(wanted), what="the events of the killed server")
+    assert sorted(arrived_ids(api)) == sorted(wanted)
+
+
+# -- the delivery process goes away, or cannot be used --------------------------------------
+
+
+def test_a_dead_delivery_process_is_counted_replaced_then_given_up(
+    api: MetricsStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, flush_interval=0.01)
+    middleware = MetricsMiddleware(hello, config)
+    http = WerkzeugClient(middleware)
+    pids = []
+    try:
+        for n in range(_sidecar.MAX_DEATHS):
+            with http.get("/", headers={"X-Test-Id": f"before-death-{n}"}):
+                pass
+            assert middleware.client.flush(10)
+            pid = middleware.stats()["delivery_process"]
+            assert pid is not None and pid not in pids
+            pids.append(pid)
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: middleware.client._sidecar is None or middleware.client._sidecar.closed)
+        with caplog.at_level(logging.WARNING, logger="readme_metrics"):
+            with http.get("/", headers={"X-Test-Id": "in-process"}):
+                pass
+            assert middleware.client.flush(10)
+        # Three deaths: the app's process now delivers by itself, and says so.
+        assert "delivering from the app's process from now on" in caplog.text
+        stats = middleware.stats()
+        assert stats["delivery_process"] is None
+        assert stats["sent"] == _sidecar.MAX_DEATHS + 1 and stats["waiting"] == 0
+        assert arrived_ids(api) == [f"before-death-{n}" for n in range(_sidecar.MAX_DEATHS)] + ["in-process"]
+    finally:
+        middleware.client.close(2)
+
+
+def test_events_handed_to_a_process_that_dies_are_counted(api: MetricsStandIn) -> None:
+    config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, buffer_length=50)
+    middleware = MetricsMiddleware(hello, config)
+    http = WerkzeugClient(middleware)
+    try:
+        for n in range(3):
+            with http.get("/", headers={"X-Test-Id": f"held-{n}"}):
+                pass
+        wait_until(lambda: middleware.client._sidecar is not None and middleware.client._sidecar.handed == 3)
+        os.kill(middleware.stats()["delivery_process"], signal.SIGKILL)
+        wait_until(lambda: middleware.client._sidecar is None or middleware.client._sidecar.closed)
+        assert not middleware.client.flush(5)  # what it held is lost, and the flush says so
+        stats = middleware.stats()
+        assert stats["dropped"] == {"delivery_process_died": 3} and stats["waiting"] == 0
+        with http.get("/", headers={"X-Test-Id": "after"}):
+            pass
+        assert middleware.client.flush(10)  # a new delivery process takes over
+        assert arrived_ids(api) == ["after"]
+    finally:
+        middleware.client.close(2)
+
+
+def test_a_mask_hook_keeps_delivery_in_the_app_process(api: MetricsStandIn) -> None:
+    def mask(log: dict[str, Any]) -> dict[str, Any]:
+        log["clientIPAddress"] = "masked-here"
+        return log
+
+    config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, mask=mask)
+    middleware = MetricsMiddleware(hello, config)
+    try:
+        with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": "masked"}):
+            pass
+        assert middleware.client.flush(10)
+        assert middleware.stats()["delivery_process"] is None
+        assert [log["clientIPAddress"] for log in api.logs] == ["masked-here"]
+    finally:
+        middleware.client.close(2)
+
+
+def test_another_package_version_on_disk_falls_back_to_the_app_process(
+    api: MetricsStandIn, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As after an upgrade in place: the child would import another version than the app's.
+    monkeypatch.setattr(_sidecar, "__version__", "0.0.0-running")
+    config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url)
+    middleware = MetricsMiddleware(hello, config)
+    try:
+        with caplog.at_level(logging.WARNING, logger="readme_metrics"):
+            with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": "fallback"}):
+                pass
+            assert middleware.client.flush(20)
+        assert "cannot start the delivery process (another package version)" in caplog.text
+        assert middleware.stats()["delivery_process"] is None
+        assert arrived_ids(api) == ["fallback"]
+    finally:
+        middleware.client.close(2)
+
+
+def test_delivery_process_false_keeps_the_worker_thread(api: MetricsStandIn) -> None:
+    config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, delivery_process=False)
+    middleware = MetricsMiddleware(hello, config)
+    try:
+        with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": "thread"}):
+            pass
+        assert middleware.client.flush(10)
+        assert middleware.stats()["delivery_process"] is None and arrived_ids(api) == ["thread"]
+    finally:
+        middleware.client.close(2)
