@@ -71,10 +71,10 @@ def new_log_id() -> str:
 class BodyCopy:
     """A copy of at most ``limit`` bytes of a body, plus the body's true size.
 
-    A first chunk that is ``bytes`` and fits is kept by reference (bytes never change, so
-    that is a copy without the copying); a second chunk, or a mutable one (``bytearray``,
-    ``memoryview``: the buffer may be reused), is copied into a ``bytearray``. Never more
-    than ``limit`` bytes are kept.
+    The first chunk is kept as ``bytes``: by reference when it is ``bytes`` (they never
+    change, so that is a copy without the copying), else copied (a ``bytearray`` or a
+    ``memoryview`` may be reused by its owner); from the second chunk on, the kept bytes
+    are a ``bytearray``. Never more than ``limit`` bytes are kept.
     """
 
     __slots__ = ("_buf", "limit", "size")
@@ -93,8 +93,10 @@ class BodyCopy:
         buf = self._buf
         room = self.limit - len(buf)
         if room > 0:
-            if not buf and type(chunk) is bytes and n <= room:
-                self._buf = chunk
+            if not buf:  # the first chunk: kept as bytes (by reference when it is bytes)
+                if n > room:
+                    chunk = chunk[:room]
+                self._buf = chunk if type(chunk) is bytes else bytes(chunk)
             else:
                 if type(buf) is bytes:
                     buf = self._buf = bytearray(buf)
