@@ -3,9 +3,9 @@
 Building a log (HAR, redaction, JSON) costs 20-50 us of CPU per event. In the app's
 process that time is taken from the app: the worker thread holds the same GIL as the
 request threads. So by default (``delivery_process=True``) the worker thread only hands
-each finished capture, as raw fields and body bytes, through a pipe to a child process,
-``python -c "from readme_metrics._sidecar import main; main()"``, started at the first
-event. The child runs the ordinary in-process :class:`~readme_metrics.delivery.Client`
+each finished capture, as raw fields and body bytes, through a pipe to a child process
+(the same Python running :func:`main` of this very package; see ``_CHILD``), started at
+the first event. The child runs the ordinary in-process :class:`~readme_metrics.delivery.Client`
 (queue, batches, retries, gzip, shutdown deadline) with the same configuration, and
 reports back its counters and its warnings, which the app's process logs through its own
 ``readme_metrics`` logger.
@@ -55,7 +55,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from readme_metrics._log import logger
@@ -86,6 +86,9 @@ REPORT_EVERY = 0.2
 #: After this many deaths of a delivery process (a new one starts after each), the app's
 #: process delivers by itself.
 MAX_DEATHS = 3
+
+#: At close, the child waits at most this long for its worker to count a batch cut short.
+SETTLE = 0.2
 
 #: Longest wait for a new child to say it is ready (imports done, same package version).
 START_TIMEOUT = 15.0
@@ -193,16 +196,49 @@ def _frame(kind: bytes, meta: Any, a: bytes = b"") -> bytes:
 
 def _read_frame(stream: BinaryIO) -> tuple[bytes, Any, bytes, bytes] | None:
     """The next frame, or None at the end of the stream."""
-    head = stream.read(_HEAD.size)
+    head = _read_exact(stream, _HEAD.size)
     if len(head) < _HEAD.size:
         return None
     kind, n_meta, n_a, n_b = _HEAD.unpack(head)
-    meta = stream.read(n_meta)
-    a = stream.read(n_a) if n_a else b""
-    b = stream.read(n_b) if n_b else b""
+    meta = _read_exact(stream, n_meta)
+    a = _read_exact(stream, n_a)
+    b = _read_exact(stream, n_b)
     if len(meta) < n_meta or len(a) < n_a or len(b) < n_b:
         return None
     return kind, marshal.loads(meta), a, b
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, fewer only at the end of the stream (a pipe may return less)."""
+    data = stream.read(n) if n else b""
+    while len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+class RawCapture:
+    """A ``C`` frame as the delivery process's reader received it: decoded into a
+    :class:`Capture` by the worker thread that builds the log (so the reader thread does
+    next to nothing, and the two threads of the child hardly compete for the GIL)."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+
+    @property
+    def approx_bytes(self) -> int:
+        return 1024 + len(self.frame)
+
+    def decode(self) -> Capture:
+        frame = self.frame
+        _, n_meta, n_a, _ = _HEAD.unpack_from(frame)
+        a_at = _HEAD.size + n_meta
+        b_at = a_at + n_a
+        return _capture_of(marshal.loads(frame[_HEAD.size : a_at]), frame[a_at:b_at], frame[b_at:])
 
 
 def _capture_of(meta: Any, a: bytes, b: bytes) -> Capture:
@@ -226,6 +262,9 @@ def _body(data: bytes, limit: int, size: int) -> BodyCopy:
 # -- the app's side -----------------------------------------------------------------------
 
 
+_CHILD = "import sys; sys.path[0] = sys.argv[1]; from readme_metrics._sidecar import main; main()"
+
+
 class SidecarGoneError(Exception):
     """The delivery process is gone (or could not start)."""
 
@@ -239,14 +278,12 @@ class Sidecar:
     """
 
     def __init__(self, config: MetricsApiConfig, executable: str) -> None:
+        # The child imports this very package (not one in its working directory).
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [executable, "-c", "from readme_metrics._sidecar import main; main()"],
+            [executable, "-c", _CHILD, package_root],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
             bufsize=0,
             close_fds=True,
         )
@@ -399,6 +436,37 @@ def merge_report(stats: dict[str, Any], report: Mapping[str, Any]) -> None:
 # -- the child ----------------------------------------------------------------------------
 
 
+def _frames(stream: Any) -> Iterator[tuple[bytes | None, Any, list[RawCapture]]]:
+    """The child's reading: ``(kind, meta, captures)`` for each control frame, with the
+    capture frames received before it (``kind`` None at the end of the stream). Captures
+    are cut out of the stream undecoded (see :class:`RawCapture`); the stream is read in
+    large chunks, so the reader thread wakes a few times per second under load."""
+    buf = bytearray()
+    head = _HEAD.size
+    while True:
+        chunk = stream.read(PIPE_BYTES)
+        if not chunk:
+            yield None, None, []
+            return
+        buf += chunk
+        raws: list[RawCapture] = []
+        pos = 0
+        while len(buf) - pos >= head:
+            kind, n_meta, n_a, n_b = _HEAD.unpack_from(buf, pos)
+            end = pos + head + n_meta + n_a + n_b
+            if end > len(buf):
+                break
+            if kind == b"C":
+                raws.append(RawCapture(bytes(buf[pos:end])))
+            else:
+                yield kind, marshal.loads(bytes(buf[pos + head : pos + head + n_meta])), raws
+                raws = []
+            pos = end
+        del buf[:pos]
+        if raws:
+            yield b"", None, raws
+
+
 class _Reporter(logging.Handler):
     """The child's warnings, sent to the app's process to be logged there."""
 
@@ -421,10 +489,13 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_IGN)
+    from readme_metrics import delivery
     from readme_metrics.config import MetricsApiConfig
     from readme_metrics.delivery import Client
 
-    stdin = os.fdopen(0, "rb", buffering=1 << 20)
+    delivery.YIELD_AFTER = float("inf")  # no app threads here to give the GIL to
+
+    stdin = os.fdopen(0, "rb", buffering=0)
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything printed to stdout by accident goes to stderr, not into the frames
     out_lock = threading.Lock()
@@ -470,22 +541,25 @@ def main() -> None:
 
     threading.Thread(target=reporter, name="readme-metrics-sidecar-reporter", daemon=True).start()
     try:
-        while True:
-            frame = _read_frame(stdin)
-            if frame is None:  # the app's process is gone: deliver what is held, then exit
+        for kind, meta, raws in _frames(stdin):
+            if raws:
+                client.submit_many(raws)
+                received += len(raws)
+            if kind is None:  # the app's process is gone: deliver what is held, then exit
                 client.close()
                 break
-            kind, meta, a, b = frame
-            if kind == b"C":
-                client.submit(_capture_of(meta, a, b))
-                received += 1
-            elif kind == b"Q":
+            if kind == b"Q":
                 send(b"A", (meta[0], True, report()))
             elif kind == b"F":  # in a thread: counters (Q) stay answered meanwhile
                 threading.Thread(target=flush, args=meta, name="readme-metrics-sidecar-flush", daemon=True).start()
             elif kind == b"X":
                 seq, timeout = meta
                 client.close(timeout)
+                # A batch the deadline cut short is counted by the worker just after: wait
+                # for that, so the last report counts each event once (sent, dropped or held).
+                settle = time.monotonic() + SETTLE
+                while client.stats()["waiting"] and time.monotonic() < settle:
+                    time.sleep(0.005)
                 send(b"A", (seq, True, report()))
                 break
     finally:

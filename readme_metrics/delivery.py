@@ -359,6 +359,32 @@ class Client:
             )
         return not full
 
+    def submit_many(self, captures: list[Capture] | list[_sidecar.RawCapture]) -> int:
+        """Queue several captures under one lock (the delivery process's reader); how many
+        were dropped because the queue was full (counted, one warning)."""
+        cfg = self.config
+        now = time.monotonic()
+        dropped = 0
+        with self._cond:
+            queue = self._queue
+            for capture in captures:
+                size = capture.approx_bytes
+                if len(queue) >= cfg.max_queue_events or self._queued_bytes + size > cfg.max_queue_bytes:
+                    dropped += 1
+                    continue
+                queue.append((capture, size, now))  # type: ignore[arg-type]  # decoded by build()
+                self._queued_bytes += size
+            self._stats["queued"] += len(captures) - dropped
+            if dropped:
+                self._stats["dropped"]["queue_full"] += dropped
+            self._cond.notify_all()
+            if self._thread is None:
+                with contextlib.suppress(RuntimeError):
+                    self._start_locked()
+        if dropped:
+            warn_limited("queue_full", "readme_metrics: queue full (%d events); dropping logs", cfg.max_queue_events)
+        return dropped
+
     def _start_locked(self) -> None:
         self._stopping = False
         thread = threading.Thread(target=self._run, name="readme-metrics-worker", daemon=True)
@@ -423,10 +449,12 @@ class Client:
                 self._in_flight -= count
                 self._cond.notify_all()
 
-    def build(self, capture: Capture) -> Log | None:
+    def build(self, capture: Capture | _sidecar.RawCapture) -> Log | None:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
         cfg = self.config
         try:
+            if isinstance(capture, _sidecar.RawCapture):  # in the delivery process: decoded here
+                capture = capture.decode()
             log = build_log(capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body)
         except Exception as exc:
             self._count_dropped("build_error", 1)
@@ -552,7 +580,7 @@ class Client:
         answer = None
         with contextlib.suppress(_sidecar.SidecarGoneError):
             answer = sidecar.ask(b"X", max(0.0, deadline - time.monotonic() - 0.1))
-        self._sidecar_ended(died=False, timeout=max(0.1, deadline - time.monotonic()))
+        self._sidecar_ended(died=False, timeout=max(_sidecar.SETTLE + 0.1, deadline - time.monotonic()))
         if answer is None:
             logger.warning("readme_metrics: the delivery process did not close in time")
 
