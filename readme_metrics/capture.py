@@ -2,8 +2,10 @@
 
 Both middlewares (WSGI and ASGI) translate their protocol into a :class:`Capture`; nothing
 else about the protocol reaches the rest of the SDK. A capture is cheap to fill: raw
-strings, a bounded copy of each body, and timestamps. Parsing, HAR building and redaction
-happen later, on the worker thread (see :mod:`readme_metrics.har`).
+strings, headers as the protocol gives them (ASGI's byte pairs are not even decoded), a
+bounded copy of each body, and timestamps. Decoding, parsing, HAR building and redaction
+happen later, on the worker (see :mod:`readme_metrics.har`). Every field but ``group``
+and the two body copies is plain data, so a capture can be handed to another process.
 """
 
 from __future__ import annotations
