@@ -220,21 +220,24 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
 
 
 class RawCapture:
-    """A ``C`` frame as the delivery process's reader received it: decoded into a
-    :class:`Capture` by the worker thread that builds the log (so the reader thread does
-    next to nothing, and the two threads of the child hardly compete for the GIL)."""
+    """A capture as a ``C`` frame (its ``parts``: the buffers of :func:`capture_frames`,
+    or one received frame). The app's process makes one as the exchange ends, so the
+    capture itself is freed at once and the worker only writes bytes; the delivery
+    process's reader queues them as received. Either is decoded back into a
+    :class:`Capture` by the thread that builds its log."""
 
-    __slots__ = ("frame",)
+    __slots__ = ("approx_bytes", "parts")
 
-    def __init__(self, frame: bytes) -> None:
-        self.frame = frame
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.approx_bytes = 1024 + sum(map(len, parts))
 
-    @property
-    def approx_bytes(self) -> int:
-        return 1024 + len(self.frame)
+    @classmethod
+    def of(cls, capture: Capture) -> RawCapture:
+        return cls(capture_frames(capture))
 
     def decode(self) -> Capture:
-        frame = self.frame
+        frame = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         _, n_meta, n_a, _ = _HEAD.unpack_from(frame)
         a_at = _HEAD.size + n_meta
         b_at = a_at + n_a
@@ -266,7 +269,10 @@ _CHILD = "import sys; sys.path[0] = sys.argv[1]; from readme_metrics._sidecar im
 
 
 class SidecarGoneError(Exception):
-    """The delivery process is gone (or could not start)."""
+    """The delivery process is gone (or could not start). ``handed``: how many of the
+    captures of the failed :meth:`Sidecar.hand` it had been given before."""
+
+    handed = 0
 
 
 class Sidecar:
@@ -333,15 +339,19 @@ class Sidecar:
             except (OSError, ValueError) as exc:  # EPIPE: the child exited
                 raise SidecarGoneError(str(exc)) from exc
 
-    def hand(self, captures: list[Capture]) -> None:
+    def hand(self, captures: list[RawCapture]) -> None:
         """Write ``captures`` to the child, ``HAND_CHUNK`` per ``writev``: the GIL is
         released between chunks, so the app's threads never wait long for it."""
         for start in range(0, len(captures), HAND_CHUNK):
             chunk = captures[start : start + HAND_CHUNK]
             buffers: list[bytes] = []
             for capture in chunk:
-                buffers += capture_frames(capture)
-            self._write(buffers)
+                buffers += capture.parts
+            try:
+                self._write(buffers)
+            except SidecarGoneError as exc:
+                exc.handed = start
+                raise
             with self._cond:
                 self.handed += len(chunk)
 
@@ -457,7 +467,7 @@ def _frames(stream: Any) -> Iterator[tuple[bytes | None, Any, list[RawCapture]]]
             if end > len(buf):
                 break
             if kind == b"C":
-                raws.append(RawCapture(bytes(buf[pos:end])))
+                raws.append(RawCapture([bytes(buf[pos:end])]))
             else:
                 yield kind, marshal.loads(bytes(buf[pos + head : pos + head + n_meta])), raws
                 raws = []

@@ -73,6 +73,9 @@ if TYPE_CHECKING:
 
 Log = dict[str, Any]
 
+#: What the queue holds: captures, or (with a delivery process) captures as frames.
+Queued = Capture | _sidecar.RawCapture
+
 #: gzip level of compressed uploads: most of level 9's gain on JSON at a fraction of its cost.
 GZIP_LEVEL = 5
 
@@ -293,10 +296,11 @@ class Client:
             self._sidecar.abandon()  # the parent's delivery process stays the parent's
         self._sidecar = None
         self._sidecar_deaths = 0
+        self._hand_mode = self._handing()
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
         # (capture, its approx_bytes, when it was queued): the size is computed once.
-        self._queue: collections.deque[tuple[Capture, int, float]] = collections.deque()
+        self._queue: collections.deque[tuple[Queued, int, float]] = collections.deque()
         self._queued_bytes = 0
         self._in_flight = 0
         self._flushing = 0
@@ -313,6 +317,7 @@ class Client:
         old = self.transport
         self._make_transport = lambda: transport
         self._own_transport = False
+        self._hand_mode = False
         if self._sidecar is not None:
             self.flush(self.config.shutdown_timeout)
             self._close_sidecar(time.monotonic() + self.config.shutdown_timeout)
@@ -331,7 +336,12 @@ class Client:
             # Only if the at-fork hook did not run (os.fork from C code). Just after a fork
             # the child has a single thread, so resetting outside the lock is safe.
             self._reset()
-        size = capture.approx_bytes
+        item: Queued = capture
+        if self._hand_mode:
+            # As frames now: the capture is freed at once, the worker only writes bytes.
+            with contextlib.suppress(Exception):  # else queued as is, and handled there
+                item = _sidecar.RawCapture.of(capture)
+        size = item.approx_bytes
         now = time.monotonic()
         with self._cond:
             queue = self._queue
@@ -340,7 +350,7 @@ class Client:
                 full = True
             else:
                 full = False
-                queue.append((capture, size, now))
+                queue.append((item, size, now))
                 self._queued_bytes += size
                 self._stats["queued"] += 1
                 n = len(queue)
@@ -359,7 +369,7 @@ class Client:
             )
         return not full
 
-    def submit_many(self, captures: list[Capture] | list[_sidecar.RawCapture]) -> int:
+    def submit_many(self, captures: list[_sidecar.RawCapture]) -> int:
         """Queue several captures under one lock (the delivery process's reader); how many
         were dropped because the queue was full (counted, one warning)."""
         cfg = self.config
@@ -372,7 +382,7 @@ class Client:
                 if len(queue) >= cfg.max_queue_events or self._queued_bytes + size > cfg.max_queue_bytes:
                     dropped += 1
                     continue
-                queue.append((capture, size, now))  # type: ignore[arg-type]  # decoded by build()
+                queue.append((capture, size, now))
                 self._queued_bytes += size
             self._stats["queued"] += len(captures) - dropped
             if dropped:
@@ -393,7 +403,7 @@ class Client:
 
     # -- worker ------------------------------------------------------------------------
 
-    def _take(self) -> list[Capture] | None:
+    def _take(self) -> list[Queued] | None:
         """Wait for a batch; None when stopping with nothing left."""
         cfg = self.config
         with self._cond:
@@ -403,7 +413,7 @@ class Client:
                 if self._thread is threading.current_thread():
                     self._thread = None
                 return None
-            handing = self._handing()
+            handing = self._hand_mode
             # flush_interval counts from when the oldest waiting event was queued (with a
             # delivery process, that process waits for it).
             deadline = self._queue[0][2] + cfg.flush_interval
@@ -426,7 +436,7 @@ class Client:
         """Whether to send what is queued now: stopping, flushing or closing."""
         return self._stopping or self._flushing > 0 or self._deadline is not None
 
-    def _pop_locked(self) -> list[Capture]:
+    def _pop_locked(self) -> list[Queued]:
         queue = self._queue
         items = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch_events))]
         self._queued_bytes -= sum(size for _, size, _ in items)
@@ -440,7 +450,7 @@ class Client:
                 return
             self._process(batch)
 
-    def _process(self, batch: list[Capture]) -> None:
+    def _process(self, batch: list[Queued]) -> None:
         count = len(batch)  # _build_logs empties the list as soon as the logs are built
         try:
             self._deliver(batch)
@@ -449,7 +459,7 @@ class Client:
                 self._in_flight -= count
                 self._cond.notify_all()
 
-    def build(self, capture: Capture | _sidecar.RawCapture) -> Log | None:
+    def build(self, capture: Queued) -> Log | None:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
         cfg = self.config
         try:
@@ -477,7 +487,7 @@ class Client:
                 return None
         return log
 
-    def _build_logs(self, captures: list[Capture]) -> list[Log]:
+    def _build_logs(self, captures: list[Queued]) -> list[Log]:
         """The log objects of ``captures`` (those that cannot be built are counted)."""
         logs: list[Log] = []
         mark = time.perf_counter()
@@ -514,9 +524,9 @@ class Client:
             and _sidecar.usable_executable() is not None
         )
 
-    def _hand(self, captures: list[Capture]) -> bool:
-        """Hand ``captures`` to the delivery process (started if need be); False when
-        there is none to take them (it could not start, or died: counted, warned)."""
+    def _hand(self, captures: list[Queued]) -> list[Queued]:
+        """Hand ``captures`` to the delivery process (started if need be); those it did
+        not take (it could not start, or died: counted, warned), for this process."""
         sidecar = self._sidecar
         if sidecar is None:
             executable = _sidecar.usable_executable()
@@ -526,19 +536,30 @@ class Client:
                 sidecar = _sidecar.Sidecar(self.config, executable)
             except (OSError, RuntimeError, _sidecar.SidecarGoneError) as exc:  # RuntimeError: at exit
                 self._sidecar_deaths = _sidecar.MAX_DEATHS
+                self._hand_mode = False
                 warn_limited(
                     "sidecar",
                     "readme_metrics: cannot start the delivery process (%s); delivering from the app's process",
                     exc,
                 )
-                return False
+                return captures
             self._sidecar = sidecar
+        raws: list[_sidecar.RawCapture] = []
+        kept: list[Queued] = []  # what cannot be made a frame: built here (with its error)
+        for capture in captures:
+            if isinstance(capture, _sidecar.RawCapture):
+                raws.append(capture)
+                continue
+            try:
+                raws.append(_sidecar.RawCapture.of(capture))
+            except Exception:
+                kept.append(capture)
         try:
-            sidecar.hand(captures)
-        except _sidecar.SidecarGoneError:
+            sidecar.hand(raws)
+        except _sidecar.SidecarGoneError as exc:
             self._sidecar_ended(died=True)
-            return False
-        return True
+            return kept + list(raws[exc.handed :])
+        return kept
 
     def _sidecar_ended(self, *, died: bool, timeout: float = 1.0) -> int:
         """Fold the delivery process's last counters into ours and let it go; the events
@@ -556,6 +577,7 @@ class Client:
                 self._stats["dropped"]["shutdown" if not died else "delivery_process_died"] += lost
         if died:
             self._sidecar_deaths += 1
+            self._hand_mode = self._handing()
             warn_limited(
                 "sidecar_died",
                 "readme_metrics: the delivery process exited (code %s); %d logs lost",
@@ -584,15 +606,17 @@ class Client:
         if answer is None:
             logger.warning("readme_metrics: the delivery process did not close in time")
 
-    def _deliver(self, captures: list[Capture], *, retries: bool = True) -> None:
+    def _deliver(self, captures: list[Queued], *, retries: bool = True) -> None:
         """Build, encode and send one batch, retrying as the policy says (``retries``);
         count what becomes of every event. Never raises: an unexpected error is logged and
         the events it leaves unsettled are counted as ``dropped["internal_error"]``.
         With a delivery process, the captures are handed to it instead."""
         if self._sidecar is not None and self._sidecar.closed:
             self._sidecar_ended(died=True)
-        if retries and self._handing() and self._hand(captures):
-            return
+        if retries and self._hand_mode:
+            captures = self._hand(captures)
+            if not captures:
+                return
         unsettled = len(captures)
         try:
             logs = self._build_logs(captures)
@@ -741,7 +765,7 @@ class Client:
             batch = self._take_all_locked()
         self._deliver(batch, retries=False)
 
-    def _take_all_locked(self) -> list[Capture]:
+    def _take_all_locked(self) -> list[Queued]:
         """Empty the queue (synchronous mode); its captures."""
         captures = [capture for capture, _, _ in self._queue]
         self._queue.clear()
