@@ -174,7 +174,7 @@ def _group_of(wire: tuple[Any, ...]) -> Any:
     return type(wire[1], (), {})()  # not a mapping: the builder says so, with this type's name
 
 
-def capture_frames(capture: Capture) -> list[bytes]:
+def capture_frames(capture: Capture) -> list[bytes | bytearray]:
     """One capture as the buffers of a ``C`` frame (the body copies are not copied)."""
     group = capture.group
     a, b = capture.request_body, capture.response_body
@@ -185,7 +185,7 @@ def capture_frames(capture: Capture) -> list[bytes]:
         )
     except ValueError:
         meta = marshal.dumps((fields, _wire_group(group), a.limit, a.size, b.limit, b.size))
-    a_data, b_data = a.data, b.data
+    a_data, b_data = a.view, b.view  # written as they are: no copy of a 1 MiB body
     return [_HEAD.pack(b"C", len(meta), len(a_data), len(b_data)), meta, a_data, b_data]
 
 
@@ -228,7 +228,7 @@ class RawCapture:
 
     __slots__ = ("approx_bytes", "parts")
 
-    def __init__(self, parts: list[bytes]) -> None:
+    def __init__(self, parts: list[bytes | bytearray]) -> None:
         self.parts = parts
         self.approx_bytes = 1024 + sum(map(len, parts))
 
@@ -237,7 +237,8 @@ class RawCapture:
         return cls(capture_frames(capture))
 
     def decode(self) -> Capture:
-        frame = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        parts = self.parts
+        frame = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
         _, n_meta, n_a, _ = _HEAD.unpack_from(frame)
         a_at = _HEAD.size + n_meta
         b_at = a_at + n_a
@@ -325,7 +326,7 @@ class Sidecar:
 
     # writing (the worker thread; flush/close from other threads under the write lock)
 
-    def _write(self, buffers: list[bytes]) -> None:
+    def _write(self, buffers: list[bytes | bytearray]) -> None:
         """Write all of ``buffers`` (at most ``_MAX_IOV``); SidecarGoneError if the child
         is gone."""
         with self._write_lock:
@@ -344,7 +345,7 @@ class Sidecar:
         released between chunks, so the app's threads never wait long for it."""
         for start in range(0, len(captures), HAND_CHUNK):
             chunk = captures[start : start + HAND_CHUNK]
-            buffers: list[bytes] = []
+            buffers: list[bytes | bytearray] = []
             for capture in chunk:
                 buffers += capture.parts
             try:

@@ -115,6 +115,12 @@ class BodyCopy:
         return buf
 
     @property
+    def view(self) -> bytes | bytearray:
+        """The kept bytes without a copy (a ``bytearray`` while more may come): for
+        writing them out once the exchange is over, when nothing is added any more."""
+        return self._buf
+
+    @property
     def kept(self) -> int:
         return len(self._buf)
 
