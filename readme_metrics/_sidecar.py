@@ -239,6 +239,7 @@ class RawCapture:
     def decode(self) -> Capture:
         parts = self.parts
         frame = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+        self.parts = []  # decoded once: the frame goes as soon as its bodies are cut out
         _, n_meta, n_a, _ = _HEAD.unpack_from(frame)
         a_at = _HEAD.size + n_meta
         b_at = a_at + n_a
@@ -462,18 +463,21 @@ def _frames(stream: Any) -> Iterator[tuple[bytes | None, Any, list[RawCapture]]]
         buf += chunk
         raws: list[RawCapture] = []
         pos = 0
-        while len(buf) - pos >= head:
-            kind, n_meta, n_a, n_b = _HEAD.unpack_from(buf, pos)
-            end = pos + head + n_meta + n_a + n_b
-            if end > len(buf):
-                break
-            if kind == b"C":
-                raws.append(RawCapture([bytes(buf[pos:end])]))
-            else:
-                yield kind, marshal.loads(bytes(buf[pos + head : pos + head + n_meta])), raws
-                raws = []
-            pos = end
+        control: list[tuple[bytes, Any, list[RawCapture]]] = []
+        with memoryview(buf) as view:  # frames are copied out once, straight from the buffer
+            while len(buf) - pos >= head:
+                kind, n_meta, n_a, n_b = _HEAD.unpack_from(buf, pos)
+                end = pos + head + n_meta + n_a + n_b
+                if end > len(buf):
+                    break
+                if kind == b"C":
+                    raws.append(RawCapture([bytes(view[pos:end])]))
+                else:
+                    control.append((kind, marshal.loads(view[pos + head : pos + head + n_meta]), raws))
+                    raws = []
+                pos = end
         del buf[:pos]
+        yield from control
         if raws:
             yield b"", None, raws
 

@@ -126,17 +126,18 @@ class DeliveryError(Exception):
 
 
 class Batch:
-    """The logs of one post and their JSON encoding (made once, reused by retries)."""
+    """The JSON encoding of one post's ``count`` logs (made once, reused by retries; the
+    log objects themselves are not kept, so that only the encoding is in memory)."""
 
-    __slots__ = ("_gzipped", "body", "logs")
+    __slots__ = ("_gzipped", "body", "count")
 
-    def __init__(self, logs: list[Log], body: bytes) -> None:
-        self.logs = logs
+    def __init__(self, count: int, body: bytes) -> None:
+        self.count = count
         self.body = body
         self._gzipped: bytes | None = None
 
     def __len__(self) -> int:
-        return len(self.logs)
+        return self.count
 
     def gzipped(self) -> bytes:
         if self._gzipped is None:
@@ -196,8 +197,7 @@ def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
     Encoded log by log: ``json.dumps`` holds the GIL for the whole call, and one call for a
     batch of hundreds of logs would stall the app's threads for milliseconds.
     """
-    kept: list[Log] = []
-    parts: list[bytes] = []
+    parts: list[bytes] = [b"["]
     mark = time.perf_counter()
     for log in logs:
         mark = _yield_gil(mark)
@@ -205,8 +205,10 @@ def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
             parts.append(_dumps(log))
         except (TypeError, ValueError, RecursionError):
             continue
-        kept.append(log)
-    return Batch(kept, b"[" + b",".join(parts) + b"]"), len(logs) - len(kept)
+        parts.append(b",")
+    kept = (len(parts) - 1) // 2
+    parts[-1:] = [b"]"] if kept else [b"[", b"]"]  # the last comma (or the opening) closes
+    return Batch(kept, b"".join(parts)), len(logs) - kept  # one copy of the whole
 
 
 class HttpTransport:
@@ -508,7 +510,7 @@ class Client:
         if unencodable:
             self._count_dropped("encode_error", unencodable)
             warn_limited("encode", "readme_metrics: %d logs are not JSON-serializable (mask hook?)", unencodable)
-        return batch if batch.logs else None
+        return batch if len(batch) else None
 
     # -- the delivery process (see readme_metrics._sidecar) ---------------------------
 
@@ -622,6 +624,7 @@ class Client:
             logs = self._build_logs(captures)
             unsettled = len(logs)
             batch = self._encode(logs) if logs else None
+            logs.clear()  # encoded: only the encoding is kept while posting
             if batch is None:
                 return
             unsettled = len(batch)
