@@ -361,11 +361,19 @@ class Sidecar:
         """Send ``F`` (flush), ``X`` (close) or ``Q`` (counters) with ``timeout``; the
         child's answer (its counters are in ``report`` then), or None if none came within
         ``wait`` (default: ``timeout`` plus a moment)."""
+        seq = self.request(kind, timeout)
+        return self.answer(seq, time.monotonic() + (timeout + 0.5 if wait is None else wait))
+
+    def request(self, kind: bytes, timeout: float) -> int:
+        """Send ``kind`` with ``timeout`` without waiting; its sequence number."""
         with self._cond:
             self._seq += 1
             seq = self._seq
         self._write([_frame(kind, (seq, max(0.0, timeout)))])
-        end = time.monotonic() + (timeout + 0.5 if wait is None else wait)
+        return seq
+
+    def answer(self, seq: int, end: float) -> bool | None:
+        """The child's answer to request ``seq``, or None if none came by ``end``."""
         with self._cond:
             while seq not in self._answers:
                 remaining = end - time.monotonic()

@@ -595,15 +595,29 @@ class Client:
 
     def _close_sidecar(self, deadline: float) -> None:
         """Ask the delivery process to close within ``deadline``, and wait for it."""
+        self._await_sidecar_close(self._ask_sidecar_to_close(deadline), deadline)
+
+    def _ask_sidecar_to_close(self, deadline: float) -> int | None:
+        """Tell the delivery process to close by ``deadline`` (no wait); the request's
+        number, or None when there is no delivery process to ask."""
+        sidecar = self._sidecar
+        if sidecar is None:
+            return None
+        if sidecar.closed:
+            self._sidecar_ended(died=True)
+            return None
+        try:
+            return sidecar.request(b"X", max(0.0, deadline - time.monotonic() - 0.1))
+        except _sidecar.SidecarGoneError:
+            return None
+
+    def _await_sidecar_close(self, seq: int | None, deadline: float) -> None:
+        """Wait (to ``deadline``, and the child's moment to count a batch cut short) for
+        the delivery process asked to close by request ``seq``; then let it go."""
         sidecar = self._sidecar
         if sidecar is None:
             return
-        if sidecar.closed:
-            self._sidecar_ended(died=True)
-            return
-        answer = None
-        with contextlib.suppress(_sidecar.SidecarGoneError):
-            answer = sidecar.ask(b"X", max(0.0, deadline - time.monotonic() - 0.1))
+        answer = None if seq is None else sidecar.answer(seq, deadline + _sidecar.SETTLE + 0.1)
         self._sidecar_ended(died=False, timeout=max(_sidecar.SETTLE + 0.1, deadline - time.monotonic()))
         if answer is None:
             logger.warning("readme_metrics: the delivery process did not close in time")
@@ -867,7 +881,19 @@ class Client:
 
     def _finish_close(self, deadline: float, timeout: float) -> None:
         """Wait for the flush begun by :meth:`_begin_close`; count and report what is left
-        at the deadline; stop the worker and close the transport; ready for reuse."""
+        at the deadline; stop the worker, close the delivery process and the transport;
+        ready for reuse."""
+        seq = None
+        try:
+            seq = self._stop_here(deadline, timeout)
+        finally:
+            self._end_close(seq, deadline)
+
+    def _stop_here(self, deadline: float, timeout: float) -> int | None:
+        """The first half of a close: this process's queue flushed (or counted at the
+        deadline), the worker stopped, the delivery process told to close (no wait: at
+        exit, every client's delivery process closes at the same time); the number of
+        that request."""
         try:
             send_deadline = self._deadline if self._deadline is not None else deadline
             # Only this process's queue: a delivery process gets the rest of the time to close.
@@ -897,7 +923,14 @@ class Client:
                 thread = self._thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))  # an idle worker exits at once
-            self._close_sidecar(deadline)
+        return self._ask_sidecar_to_close(deadline)
+
+    def _end_close(self, seq: int | None, deadline: float) -> None:
+        """The second half: the delivery process's last report awaited, the transport
+        closed, the client ready for reuse."""
+        try:
+            self._await_sidecar_close(seq, deadline)
+        finally:
             self.transport.close()
             with self._cond:
                 # Ready for reuse: a worker that did not exit in time goes on serving; else
@@ -951,9 +984,17 @@ def _close_all() -> None:
         deadline = start + client.config.shutdown_timeout
         if client._pid == os.getpid() and client._begin_close(deadline):
             closing.append((client, deadline))
+    asked: list[tuple[Client, float, int | None]] = []
     for client, deadline in closing:
+        seq = None
         try:
-            client._finish_close(deadline, client.config.shutdown_timeout)
+            seq = client._stop_here(deadline, client.config.shutdown_timeout)
+        except Exception:
+            logger.exception("readme_metrics: error while flushing at exit")
+        asked.append((client, deadline, seq))
+    for client, deadline, seq in asked:  # every delivery process closes meanwhile
+        try:
+            client._end_close(seq, deadline)
         except Exception:
             logger.exception("readme_metrics: error while flushing at exit")
 
