@@ -19,7 +19,8 @@ def _reset_after_fork() -> None:
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def warn_limited(key: str, message: str, *args: object, every: float = 60.0) -> None:

@@ -55,7 +55,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from readme_metrics._log import logger
@@ -185,7 +185,7 @@ def capture_frames(capture: Capture) -> list[bytes | bytearray]:
         )
     except ValueError:
         meta = marshal.dumps((fields, _wire_group(group), a.limit, a.size, b.limit, b.size))
-    a_data, b_data = a.view, b.view  # written as they are: no copy of a 1 MiB body
+    a_data, b_data = a.seal(), b.seal()  # written as they are: no copy of a 1 MiB body
     return [_HEAD.pack(b"C", len(meta), len(a_data), len(b_data)), meta, a_data, b_data]
 
 
@@ -267,7 +267,16 @@ def _body(data: bytes, limit: int, size: int) -> BodyCopy:
 # -- the app's side -----------------------------------------------------------------------
 
 
-_CHILD = "import sys; sys.path[0] = sys.argv[1]; from readme_metrics._sidecar import main; main()"
+#: The child's program: this very copy of the package (found in the directory given as
+#: its argument, not by a search of ``sys.path``, whose order stays as it is, without the
+#: working directory), then :func:`main`.
+_CHILD = (
+    "import sys, importlib.machinery, importlib.util; del sys.path[0]; "
+    "spec = importlib.machinery.PathFinder.find_spec('readme_metrics', [sys.argv[1]]); "
+    "module = importlib.util.module_from_spec(spec); sys.modules['readme_metrics'] = module; "
+    "spec.loader.exec_module(module); "
+    "from readme_metrics._sidecar import main; main()"
+)
 
 
 class SidecarGoneError(Exception):
@@ -304,6 +313,7 @@ class Sidecar:
         self.report: dict[str, Any] = {}
         self.closed = False  # the child's stdout ended (it exited, or died)
         self.ready: bool | None = None  # the child's first answer: it runs the same package
+        self.ending = False  # the client is letting it go (set under the client's lock)
         self._answers: dict[int, bool] = {}
         self._seq = 0
         self._write_lock = threading.Lock()
@@ -329,21 +339,28 @@ class Sidecar:
 
     def _write(self, buffers: list[bytes | bytearray]) -> None:
         """Write all of ``buffers`` (at most ``_MAX_IOV``); SidecarGoneError if the child
-        is gone."""
+        is gone, its ``handed`` set to the bytes written before (see :meth:`hand`)."""
+        written = 0
         with self._write_lock:
             try:
                 written = os.writev(self._wfd, buffers)
                 total = sum(map(len, buffers))
-                if written < total:  # rare on a blocking pipe (a signal): write the rest
+                if written < total:  # a short write (a signal, or the child exiting): the rest
                     rest = memoryview(b"".join(buffers))[written:]
                     while rest:
-                        rest = rest[os.write(self._wfd, rest) :]
+                        n = os.write(self._wfd, rest)
+                        written += n
+                        rest = rest[n:]
             except (OSError, ValueError) as exc:  # EPIPE: the child exited
-                raise SidecarGoneError(str(exc)) from exc
+                error = SidecarGoneError(str(exc))
+                error.handed = written
+                raise error from exc
 
-    def hand(self, captures: list[RawCapture]) -> None:
+    def hand(self, captures: list[RawCapture], on_chunk: Callable[[int], None] | None = None) -> None:
         """Write ``captures`` to the child, ``HAND_CHUNK`` per ``writev``: the GIL is
-        released between chunks, so the app's threads never wait long for it."""
+        released between chunks, so the app's threads never wait long for it.
+        ``on_chunk(n)`` is told of each chunk written. If the child is gone, the error's
+        ``handed`` is how many of ``captures`` reached it whole (the rest did not)."""
         for start in range(0, len(captures), HAND_CHUNK):
             chunk = captures[start : start + HAND_CHUNK]
             buffers: list[bytes | bytearray] = []
@@ -352,10 +369,21 @@ class Sidecar:
             try:
                 self._write(buffers)
             except SidecarGoneError as exc:
-                exc.handed = start
+                whole, left = 0, exc.handed
+                for capture in chunk:
+                    size = capture.approx_bytes - 1024
+                    if left < size:
+                        break
+                    left -= size
+                    whole += 1
+                with self._cond:
+                    self.handed += whole
+                exc.handed = start + whole
                 raise
             with self._cond:
                 self.handed += len(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
 
     def ask(self, kind: bytes, timeout: float, wait: float | None = None) -> bool | None:
         """Send ``F`` (flush), ``X`` (close) or ``Q`` (counters) with ``timeout``; the
@@ -398,14 +426,16 @@ class Sidecar:
             self.proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(1.0)
-        self._reader.join(1.0)
+        if self._reader.ident is not None:
+            self._reader.join(1.0)
 
     def abandon(self) -> None:
         """In a forked child of the app: let go of the parent's pipes, leave the child."""
         for stream in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError, ValueError):
                 if stream is not None:
-                    os.close(stream.fileno())
+                    stream.close()  # the file object owns the descriptor: it must know
+        self.proc.stdin = self.proc.stdout = None
 
     def _read_loop(self) -> None:
         assert self.proc.stdout is not None
@@ -438,6 +468,8 @@ class Sidecar:
             with self._cond:
                 self.closed = True
                 self._cond.notify_all()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5.0)  # reaped: no zombie left behind
 
 
 def merge_report(stats: dict[str, Any], report: Mapping[str, Any]) -> None:
@@ -445,7 +477,8 @@ def merge_report(stats: dict[str, Any], report: Mapping[str, Any]) -> None:
     for name in _COUNTERS:
         stats[name] += int(report.get(name, 0))
     for reason, count in report.get("dropped", {}).items():
-        stats["dropped"][reason] += count
+        # Its full queue is not ours: those events were queued here (see docs/delivery.md).
+        stats["dropped"]["delivery_queue_full" if reason == "queue_full" else reason] += count
     if report.get("last_error_time") and (stats["last_error_time"] or 0) <= report["last_error_time"]:
         stats["last_error"] = report.get("last_error")
         stats["last_error_time"] = report["last_error_time"]
@@ -541,11 +574,13 @@ def main() -> None:
     client = Client(MetricsApiConfig(**pickle.loads(first[2])))
     send(b"R", True)
     received = 0
+    counting = threading.Lock()  # "received" and the client's counters move together
     stop = threading.Event()
 
     def report() -> dict[str, Any]:
-        stats = client.stats()
-        stats["received"] = received
+        with counting:
+            stats = client.stats()
+            stats["received"] = received
         return stats
 
     def reporter() -> None:
@@ -566,8 +601,9 @@ def main() -> None:
     try:
         for kind, meta, raws in _frames(stdin):
             if raws:
-                client.submit_many(raws)
-                received += len(raws)
+                with counting:
+                    client.submit_many(raws)
+                    received += len(raws)
             if kind is None:  # the app's process is gone: deliver what is held, then exit
                 client.close()
                 break
@@ -584,7 +620,13 @@ def main() -> None:
                 while client.stats()["waiting"] and time.monotonic() < settle:
                     time.sleep(0.005)
                 send(b"A", (seq, True, report()))
-                break
+                stop.set()
+                # Every event is accounted for in that answer (sent, dropped, or still
+                # held and so counted lost by the app's process): exit now, not after
+                # another flush at interpreter exit.
+                with contextlib.suppress(OSError):
+                    send(b"S", report())
+                os._exit(0)
     finally:
         stop.set()
         with contextlib.suppress(OSError):

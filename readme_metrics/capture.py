@@ -114,11 +114,15 @@ class BodyCopy:
             buf = self._buf = bytes(buf)
         return buf
 
-    @property
-    def view(self) -> bytes | bytearray:
-        """The kept bytes without a copy (a ``bytearray`` while more may come): for
-        writing them out once the exchange is over, when nothing is added any more."""
-        return self._buf
+    def seal(self) -> bytes | bytearray:
+        """The kept bytes, handed over without a copy, for writing them out once the
+        exchange is over. From then on the copy keeps nothing (a late ``add``, say from
+        an app that reads its request body after the response, only counts ``size``), so
+        the bytes handed over never change."""
+        buf = self._buf
+        self._buf = b""
+        self.limit = 0
+        return buf
 
     @property
     def kept(self) -> int:

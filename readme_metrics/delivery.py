@@ -298,6 +298,9 @@ class Client:
             self._sidecar.abandon()  # the parent's delivery process stays the parent's
         self._sidecar = None
         self._sidecar_deaths = 0
+        self._handed_now = 0
+        # A batch waits no longer once this many wait (a full queue must not wait a gap).
+        self._full_batch = min(self.config.max_batch_events, self.config.max_queue_events)
         self._hand_mode = self._handing()
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
@@ -320,10 +323,9 @@ class Client:
         self._make_transport = lambda: transport
         self._own_transport = False
         self._hand_mode = False
-        if self._sidecar is not None:
-            self.flush(self.config.shutdown_timeout)
-            self._close_sidecar(time.monotonic() + self.config.shutdown_timeout)
         self.transport = transport
+        # What a delivery process already holds goes where it was going (it closes).
+        self._close_sidecar(time.monotonic() + self.config.shutdown_timeout)
         if old is not transport:
             old.close()
 
@@ -357,7 +359,7 @@ class Client:
                 self._stats["queued"] += 1
                 n = len(queue)
                 # Wake the worker only at the sizes it waits for (not at every event).
-                if n == 1 or n == self.config.buffer_length or n == self.config.max_batch_events:
+                if n == 1 or n == self.config.buffer_length or n == self._full_batch:
                     self._cond.notify_all()
                 if self._thread is None:
                     # No new thread now (at interpreter exit, or out of resources): the event
@@ -426,7 +428,7 @@ class Client:
                 self._cond.wait(remaining)
             # Under load, let the batch grow: one post (or hand-over) per gap at most.
             gap_end = self._last_take + (HAND_GAP if handing else MIN_POST_GAP)
-            while len(self._queue) < cfg.max_batch_events and not self._hurry_locked():
+            while len(self._queue) < self._full_batch and not self._hurry_locked():
                 remaining = gap_end - time.monotonic()
                 if remaining <= 0:
                     break
@@ -454,12 +456,21 @@ class Client:
 
     def _process(self, batch: list[Queued]) -> None:
         count = len(batch)  # _build_logs empties the list as soon as the logs are built
+        self._handed_now = 0
         try:
             self._deliver(batch)
         finally:
             with self._cond:
-                self._in_flight -= count
+                self._in_flight -= count - self._handed_now  # handed ones already left
+                self._handed_now = 0
                 self._cond.notify_all()
+
+    def _chunk_handed(self, count: int) -> None:
+        """``count`` events of the batch in flight reached the delivery process: from now
+        on they are its to count (``stats()`` must not count them twice)."""
+        with self._cond:
+            self._in_flight -= count
+            self._handed_now += count
 
     def build(self, capture: Queued) -> Log | None:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
@@ -522,6 +533,7 @@ class Client:
             and cfg.delivery_process
             and cfg.background_worker_mode
             and cfg.mask is None
+            and (cfg.retry is None or type(cfg.retry) is Retry)  # a subclass is the app's code
             and self._sidecar_deaths < _sidecar.MAX_DEATHS
             and _sidecar.usable_executable() is not None
         )
@@ -536,7 +548,7 @@ class Client:
                 if executable is None:
                     raise OSError("no Python executable")
                 sidecar = _sidecar.Sidecar(self.config, executable)
-            except (OSError, RuntimeError, _sidecar.SidecarGoneError) as exc:  # RuntimeError: at exit
+            except Exception as exc:  # no process, no thread at exit, the options cannot be sent...
                 self._sidecar_deaths = _sidecar.MAX_DEATHS
                 self._hand_mode = False
                 warn_limited(
@@ -557,7 +569,7 @@ class Client:
             except Exception:
                 kept.append(capture)
         try:
-            sidecar.hand(raws)
+            sidecar.hand(raws, self._chunk_handed)
         except _sidecar.SidecarGoneError as exc:
             self._sidecar_ended(died=True)
             return kept + list(raws[exc.handed :])
@@ -567,13 +579,15 @@ class Client:
         """Fold the delivery process's last counters into ours and let it go; the events
         it held that are lost. ``died``: it ended on its own (they are counted as
         ``delivery_process_died``, and a warning logged)."""
-        sidecar = self._sidecar
-        if sidecar is None:
-            return 0
-        self._sidecar = None
-        sidecar.end(timeout)
-        lost = sidecar.unsettled()
         with self._cond:
+            sidecar = self._sidecar
+            if sidecar is None or sidecar.ending:  # another thread is letting it go
+                return 0
+            sidecar.ending = True
+        sidecar.end(timeout)  # stats() goes on showing its counters meanwhile
+        lost = sidecar.unsettled()
+        with self._cond:  # its last counters become ours at the moment it goes
+            self._sidecar = None
             _sidecar.merge_report(self._stats, sidecar.report)
             if lost > 0:
                 self._stats["dropped"]["shutdown" if not died else "delivery_process_died"] += lost
@@ -606,8 +620,8 @@ class Client:
         if sidecar.closed:
             self._sidecar_ended(died=True)
             return None
-        try:
-            return sidecar.request(b"X", max(0.0, deadline - time.monotonic() - 0.1))
+        try:  # its close must end, its last batch counted (SETTLE), before our deadline
+            return sidecar.request(b"X", max(0.0, deadline - time.monotonic() - _sidecar.SETTLE - 0.1))
         except _sidecar.SidecarGoneError:
             return None
 
@@ -617,9 +631,10 @@ class Client:
         sidecar = self._sidecar
         if sidecar is None:
             return
-        answer = None if seq is None else sidecar.answer(seq, deadline + _sidecar.SETTLE + 0.1)
-        self._sidecar_ended(died=False, timeout=max(_sidecar.SETTLE + 0.1, deadline - time.monotonic()))
-        if answer is None:
+        answer = None if seq is None else sidecar.answer(seq, deadline)
+        died = answer is None and sidecar.closed  # it ended without answering: killed
+        self._sidecar_ended(died=died, timeout=max(0.05, deadline - time.monotonic()))
+        if answer is None and not died:
             logger.warning("readme_metrics: the delivery process did not close in time")
 
     def _deliver(self, captures: list[Queued], *, retries: bool = True) -> None:
@@ -959,7 +974,7 @@ class Client:
                 _sidecar.merge_report(snapshot, sidecar.report)
                 snapshot["waiting"] += sidecar.unsettled()
         snapshot["dropped"] = dict(dropped)
-        snapshot["delivery_process"] = sidecar.proc.pid if sidecar is not None else None
+        snapshot["delivery_process"] = sidecar.proc.pid if sidecar is not None and not sidecar.closed else None
         return snapshot
 
 
@@ -1005,4 +1020,5 @@ def _after_fork_in_child() -> None:
 
 
 atexit.register(_close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -72,20 +72,22 @@ def test_a_capture_crosses_the_pipe_unchanged() -> None:
     )
     capture.response_started(201, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], "Created")
     capture.finish(False, ValueError("boom"))
+    bodies = {
+        name: (body.data, body.size, body.limit, body.truncated)
+        for name, body in (("request_body", request_body), ("response_body", response_body))
+    }
     stream = io.BytesIO(b"".join(_sidecar.capture_frames(capture)))
     frame = _sidecar._read_frame(stream)
     assert frame is not None and frame[0] == b"C" and _sidecar._read_frame(stream) is None
     back = _sidecar._capture_of(*frame[1:])
     for name in (*_sidecar._FIELDS, "group"):
         assert getattr(back, name) == getattr(capture, name), name
-    for body in ("request_body", "response_body"):
-        mine, theirs = getattr(capture, body), getattr(back, body)
-        assert (theirs.data, theirs.size, theirs.limit, theirs.truncated) == (
-            mine.data,
-            mine.size,
-            mine.limit,
-            mine.truncated,
-        )
+    for name, expected in bodies.items():
+        theirs = getattr(back, name)
+        assert (theirs.data, theirs.size, theirs.limit, theirs.truncated) == expected
+    # The copies were handed over: what the app adds later changes nothing that was sent.
+    response_body.add(b"late")
+    assert response_body.kept == 0 and response_body.size == 256 + 4
 
 
 class _Key:
@@ -259,3 +261,99 @@ def test_delivery_process_false_keeps_the_worker_thread(api: MetricsStandIn) -> 
         assert middleware.stats()["delivery_process"] is None and arrived_ids(api) == ["thread"]
     finally:
         middleware.client.close(2)
+
+
+# -- found in review: a body that grows after submit, the close deadline, the transport ----
+
+
+def make_capture(n: int) -> Capture:
+    request_body, response_body = BodyCopy(1 << 20), BodyCopy(1 << 20)
+    response_body.add(b"ok")
+    capture = Capture(
+        "GET", "http", "h.test", f"/p{n}", "", "HTTP/1.1", None, [("X-Test-Id", f"c-{n}")], request_body, response_body
+    )
+    capture.group = {"api_key": "k"}
+    capture.response_started(200, [("Content-Type", "text/plain")], "OK")
+    capture.finish(True)
+    return capture
+
+
+def test_a_body_added_to_after_submit_does_not_break_the_pipe(api: MetricsStandIn) -> None:
+    # An app may read its request body after the response (a WSGI app in a background
+    # thread): the frame handed over must not change, or the stream would be out of step.
+    client = _sidecar_client(api)
+    try:
+        first = make_capture(0)
+        first.request_body.add(b"a" * 10)
+        first.request_body.add(b"b" * 10)  # two chunks: the copy is a bytearray now
+        client.submit(first)
+        first.request_body.add(b"LATE" * 5)  # before the worker writes it
+        for n in range(1, 20):
+            client.submit(make_capture(n))
+        assert client.flush(10)
+        stats = client.stats()
+        assert stats["sent"] == 20 and stats["dropped"] == {} and stats["waiting"] == 0
+        assert sorted(arrived_ids(api)) == sorted(f"c-{n}" for n in range(20))
+        (log,) = [log for log in api.logs if entry(log)["request"]["url"].endswith("/p0")]
+        assert entry(log)["request"]["postData"]["text"] == "a" * 10 + "b" * 10
+    finally:
+        client.close(2)
+
+
+def test_close_keeps_to_its_deadline_with_a_delivery_process(api: MetricsStandIn) -> None:
+    from readme_metrics.retry import Retry
+
+    client = _sidecar_client(api, metrics_server="http://127.0.0.1:9", retry=Retry(backoff_factor=60, jitter=0))
+    try:
+        for n in range(20):
+            client.submit(make_capture(n))
+        wait_until(lambda: client.stats()["last_error"] is not None, what="the first failed post")
+        for timeout in (0.0, 0.5):
+            client.submit(make_capture(99))
+            started = time.monotonic()
+            client.close(timeout)
+            assert time.monotonic() - started < timeout + 0.25
+        stats = client.stats()
+        assert stats["sent"] == 0 and stats["waiting"] == 0
+        assert stats["queued"] == sum(stats["dropped"].values()) == 22
+    finally:
+        client.close(1)
+
+
+def test_set_transport_on_a_running_client_sends_what_follows_there(api: MetricsStandIn) -> None:
+    from readme_metrics.testing import MemoryTransport
+
+    client = _sidecar_client(api)
+    try:
+        client.submit(make_capture(0))
+        assert client.flush(10) and client.stats()["delivery_process"] is not None
+        memory = MemoryTransport()
+        client.set_transport(memory)
+        client.submit(make_capture(1))
+        assert client.flush(10)
+        assert arrived_ids(api) == ["c-0"] and len(memory.logs) == 1
+        assert client.stats()["delivery_process"] is None and client.stats()["sent"] == 2
+    finally:
+        client.close(2)
+
+
+def test_a_retry_subclass_keeps_delivery_in_the_app_process(api: MetricsStandIn) -> None:
+    from readme_metrics.retry import Retry
+
+    class MyRetry(Retry):
+        pass
+
+    client = _sidecar_client(api, retry=MyRetry())
+    try:
+        client.submit(make_capture(0))
+        assert client.flush(10)
+        assert client.stats()["delivery_process"] is None and arrived_ids(api) == ["c-0"]
+    finally:
+        client.close(2)
+
+
+def _sidecar_client(api: MetricsStandIn, **options: Any) -> Any:
+    from readme_metrics.delivery import Client
+
+    options.setdefault("metrics_server", api.url)
+    return Client(MetricsApiConfig("test-api-key", delivery_app.group, **options))
