@@ -280,9 +280,11 @@ _CHILD = (
 
 
 class SidecarGoneError(Exception):
-    """The delivery process is gone (or could not start). ``handed``: how many of the
-    captures of the failed :meth:`Sidecar.hand` it had been given before."""
+    """The delivery process is gone (or could not start). ``written``: the bytes of the
+    failed write that went through; ``handed``: how many of the captures of the failed
+    :meth:`Sidecar.hand` reached it whole."""
 
+    written = 0
     handed = 0
 
 
@@ -338,8 +340,8 @@ class Sidecar:
     # writing (the worker thread; flush/close from other threads under the write lock)
 
     def _write(self, buffers: list[bytes | bytearray]) -> None:
-        """Write all of ``buffers`` (at most ``_MAX_IOV``); SidecarGoneError if the child
-        is gone, its ``handed`` set to the bytes written before (see :meth:`hand`)."""
+        """Write all of ``buffers`` (at most 4 x ``HAND_CHUNK``); SidecarGoneError if the child
+        is gone (with the bytes ``written`` before)."""
         written = 0
         with self._write_lock:
             try:
@@ -353,7 +355,7 @@ class Sidecar:
                         rest = rest[n:]
             except (OSError, ValueError) as exc:  # EPIPE: the child exited
                 error = SidecarGoneError(str(exc))
-                error.handed = written
+                error.written = written
                 raise error from exc
 
     def hand(self, captures: list[RawCapture], on_chunk: Callable[[int], None] | None = None) -> None:
@@ -369,7 +371,7 @@ class Sidecar:
             try:
                 self._write(buffers)
             except SidecarGoneError as exc:
-                whole, left = 0, exc.handed
+                whole, left = 0, exc.written
                 for capture in chunk:
                     size = capture.approx_bytes - 1024
                     if left < size:
