@@ -41,7 +41,6 @@ The pipe protocol (private: both ends are this module, same version)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import logging
 import marshal
@@ -99,14 +98,10 @@ _NOT_SENT = frozenset({"grouping_function", "skip", "mask", "mask_event", "black
 _COUNTERS = ("sent", "batches_sent", "batches_failed", "retried", "bytes_sent")
 
 
-def _capture_fields() -> tuple[str, ...]:
-    names: tuple[str, ...] = tuple(getattr(Capture, "__slots__", ()))
-    if not names and dataclasses.is_dataclass(Capture):  # pragma: no cover - the older form
-        names = tuple(f.name for f in dataclasses.fields(Capture))
-    return tuple(n for n in names if n not in ("request_body", "response_body", "group"))
-
-
-_FIELDS = _capture_fields()
+#: The capture's fields sent as they are (the bodies go raw, the group in a wire form).
+_FIELDS: tuple[str, ...] = tuple(
+    name for name in Capture.__slots__ if name not in ("request_body", "response_body", "group")
+)
 _get_fields = operator.attrgetter(*_FIELDS)
 
 

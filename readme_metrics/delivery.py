@@ -50,7 +50,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
@@ -345,54 +345,40 @@ class Client:
             # As frames now: the capture is freed at once, the worker only writes bytes.
             with contextlib.suppress(Exception):  # else queued as is, and handled there
                 item = _sidecar.RawCapture.of(capture)
-        size = item.approx_bytes
-        now = time.monotonic()
-        with self._cond:
-            queue = self._queue
-            if len(queue) >= self.config.max_queue_events or self._queued_bytes + size > self.config.max_queue_bytes:
-                self._stats["dropped"]["queue_full"] += 1
-                full = True
-            else:
-                full = False
-                queue.append((item, size, now))
-                self._queued_bytes += size
-                self._stats["queued"] += 1
-                n = len(queue)
-                # Wake the worker only at the sizes it waits for (not at every event).
-                if n == 1 or n == self.config.buffer_length or n == self._full_batch:
-                    self._cond.notify_all()
-                if self._thread is None:
-                    # No new thread now (at interpreter exit, or out of resources): the event
-                    # stays queued for the next submit, flush() or the exit flush, which
-                    # delivers inline when no thread can start.
-                    with contextlib.suppress(RuntimeError):
-                        self._start_locked()
-        if full:
-            warn_limited(
-                "queue_full", "readme_metrics: queue full (%d events); dropping logs", self.config.max_queue_events
-            )
-        return not full
+        return self._enqueue([item]) == 0
 
     def submit_many(self, captures: list[_sidecar.RawCapture]) -> int:
         """Queue several captures under one lock (the delivery process's reader); how many
-        were dropped because the queue was full (counted, one warning)."""
+        were dropped because the queue was full."""
+        return self._enqueue(captures)
+
+    def _enqueue(self, items: Sequence[Queued]) -> int:
+        """Append ``items`` to the bounded queue without blocking; how many did not fit
+        (counted as ``queue_full``, one rate-limited warning)."""
         cfg = self.config
         now = time.monotonic()
         dropped = 0
         with self._cond:
             queue = self._queue
-            for capture in captures:
-                size = capture.approx_bytes
+            before = len(queue)
+            for item in items:
+                size = item.approx_bytes
                 if len(queue) >= cfg.max_queue_events or self._queued_bytes + size > cfg.max_queue_bytes:
                     dropped += 1
                     continue
-                queue.append((capture, size, now))
+                queue.append((item, size, now))
                 self._queued_bytes += size
-            self._stats["queued"] += len(captures) - dropped
+            after = len(queue)
+            self._stats["queued"] += after - before
             if dropped:
                 self._stats["dropped"]["queue_full"] += dropped
-            self._cond.notify_all()
-            if self._thread is None:
+            # Wake the worker only at the sizes it waits for (not at every event).
+            if before == 0 < after or before < cfg.buffer_length <= after or before < self._full_batch <= after:
+                self._cond.notify_all()
+            if self._thread is None and after:
+                # No new thread now (at interpreter exit, or out of resources): the events
+                # stay queued for the next submit, flush() or the exit flush, which
+                # delivers inline when no thread can start.
                 with contextlib.suppress(RuntimeError):
                     self._start_locked()
         if dropped:
@@ -538,10 +524,20 @@ class Client:
             and _sidecar.usable_executable() is not None
         )
 
+    def _live_sidecar(self) -> tuple[_sidecar.Sidecar | None, int]:
+        """The running delivery process, or None; a dead one is let go first (what it held
+        counted, a warning logged), and the events it lost are returned with it."""
+        sidecar = self._sidecar
+        if sidecar is None or not sidecar.closed:
+            return sidecar, 0
+        return None, self._sidecar_ended(died=True)
+
     def _hand(self, captures: list[Queued]) -> list[Queued]:
         """Hand ``captures`` to the delivery process (started if need be); those it did
         not take (it could not start, or died: counted, warned), for this process."""
-        sidecar = self._sidecar
+        sidecar, _ = self._live_sidecar()
+        if sidecar is None and not self._hand_mode:  # that was its last death
+            return captures
         if sidecar is None:
             executable = _sidecar.usable_executable()
             try:
@@ -549,8 +545,7 @@ class Client:
                     raise OSError("no Python executable")
                 sidecar = _sidecar.Sidecar(self.config, executable)
             except Exception as exc:  # no process, no thread at exit, the options cannot be sent...
-                self._sidecar_deaths = _sidecar.MAX_DEATHS
-                self._hand_mode = False
+                self._hand_mode = False  # for good in this process (a forked child tries again)
                 warn_limited(
                     "sidecar",
                     "readme_metrics: cannot start the delivery process (%s); delivering from the app's process",
@@ -614,11 +609,8 @@ class Client:
     def _ask_sidecar_to_close(self, deadline: float) -> int | None:
         """Tell the delivery process to close by ``deadline`` (no wait); the request's
         number, or None when there is no delivery process to ask."""
-        sidecar = self._sidecar
+        sidecar, _ = self._live_sidecar()
         if sidecar is None:
-            return None
-        if sidecar.closed:
-            self._sidecar_ended(died=True)
             return None
         try:  # its close must end, its last batch counted (SETTLE), before our deadline
             return sidecar.request(b"X", max(0.0, deadline - time.monotonic() - _sidecar.SETTLE - 0.1))
@@ -642,14 +634,15 @@ class Client:
         count what becomes of every event. Never raises: an unexpected error is logged and
         the events it leaves unsettled are counted as ``dropped["internal_error"]``.
         With a delivery process, the captures are handed to it instead."""
-        if self._sidecar is not None and self._sidecar.closed:
-            self._sidecar_ended(died=True)
-        if retries and self._hand_mode:
-            captures = self._hand(captures)
-            if not captures:
-                return
         unsettled = len(captures)
         try:
+            if retries and self._hand_mode:
+                captures = self._hand(captures)
+                unsettled = len(captures)
+                if not captures:
+                    return
+            else:
+                self._live_sidecar()  # one that died while idle is let go (and counted)
             logs = self._build_logs(captures)
             unsettled = len(logs)
             batch = self._encode(logs) if logs else None
@@ -816,11 +809,11 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._flush_here(timeout):
             return False
-        sidecar = self._sidecar
-        if sidecar is None or sidecar.pid != os.getpid():
+        if self._sidecar is not None and self._sidecar.pid != os.getpid():
             return True
-        if sidecar.closed:  # it died: the flush failed if it held events
-            return self._sidecar_ended(died=True) == 0
+        sidecar, lost = self._live_sidecar()
+        if sidecar is None:  # none, or it died: the flush failed if it held events
+            return lost == 0
         try:
             answer = sidecar.ask(b"F", 3600.0 if deadline is None else deadline - time.monotonic())
         except _sidecar.SidecarGoneError:
