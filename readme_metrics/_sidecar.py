@@ -8,7 +8,9 @@ each finished capture, as raw fields and body bytes, through a pipe to a child p
 the first event. The child runs the ordinary in-process :class:`~readme_metrics.delivery.Client`
 (queue, batches, retries, gzip, shutdown deadline) with the same configuration, and
 reports back its counters and its warnings, which the app's process logs through its own
-``readme_metrics`` logger.
+``readme_metrics`` logger. Its reader builds and encodes each log as it arrives
+(:meth:`~readme_metrics.delivery.Client.submit_built`), so its work is spread evenly
+rather than done in one burst before each post.
 
 Lifetime
     The child reads until the pipe closes: at ``close()`` (interpreter exit, ASGI lifespan
@@ -218,8 +220,8 @@ class RawCapture:
     """A capture as a ``C`` frame (its ``parts``: the buffers of :func:`capture_frames`,
     or one received frame). The app's process makes one as the exchange ends, so the
     capture itself is freed at once and the worker only writes bytes; the delivery
-    process's reader queues them as received. Either is decoded back into a
-    :class:`Capture` by the thread that builds its log."""
+    process's reader builds their logs as they are received. Either is decoded back into
+    a :class:`Capture` by the thread that builds its log."""
 
     __slots__ = ("approx_bytes", "parts")
 
@@ -599,7 +601,7 @@ def main() -> None:
         for kind, meta, raws in _frames(stdin):
             if raws:
                 with counting:
-                    client.submit_many(raws)
+                    client.submit_built(raws)
                     received += len(raws)
             if kind is None:  # the app's process is gone: deliver what is held, then exit
                 client.close()

@@ -73,8 +73,24 @@ if TYPE_CHECKING:
 
 Log = dict[str, Any]
 
-#: What the queue holds: captures, or (with a delivery process) captures as frames.
-Queued = Capture | _sidecar.RawCapture
+
+class Encoded:
+    """One log, built and encoded as it arrived (the delivery process does this, see
+    :meth:`Client.submit_built`): what is queued is then only its JSON."""
+
+    __slots__ = ("approx_bytes", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.approx_bytes = 1024 + len(data)
+
+
+#: What the queue holds: captures, or (with a delivery process) captures as frames, or
+#: (in the delivery process) encoded logs.
+Queued = Capture | _sidecar.RawCapture | Encoded
+
+#: A log object, or its encoding (an :class:`Encoded` log's).
+Built = Log | bytes
 
 #: gzip level of compressed uploads: most of level 9's gain on JSON at a fraction of its cost.
 GZIP_LEVEL = 5
@@ -98,6 +114,12 @@ def _yield_gil(since: float) -> float:
 #: a busy API's events leave in a few large posts, not one post per request. An event that
 #: arrives after a quiet spell still leaves at once.
 MIN_POST_GAP = 0.2
+
+#: A batch built here (or in the delivery process) holds at most this many bytes of
+#: captures (their body copies, mostly), or one capture if it alone is larger. Building
+#: and encoding hold a batch about four times over (copies, base64, JSON), so this bounds
+#: that memory, and the size of one post, whatever ``max_queue_bytes`` lets wait.
+BATCH_BYTES = 4 * 1024 * 1024
 
 #: :meth:`Client.stats` waits at most this long for the delivery process's counters.
 STATS_WAIT = 0.5
@@ -190,7 +212,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
+def encode_batch(logs: Sequence[Built]) -> tuple[Batch, int]:
     """A :class:`Batch` of the logs that encode, and how many did not (a mask hook may
     return values JSON cannot hold; only those logs are lost, not their batch).
 
@@ -201,6 +223,9 @@ def encode_batch(logs: list[Log]) -> tuple[Batch, int]:
     mark = time.perf_counter()
     for log in logs:
         mark = _yield_gil(mark)
+        if type(log) is bytes:  # encoded already
+            parts += (log, b",")
+            continue
         try:
             parts.append(_dumps(log))
         except (TypeError, ValueError, RecursionError):
@@ -347,10 +372,33 @@ class Client:
                 item = _sidecar.RawCapture.of(capture)
         return self._enqueue([item]) == 0
 
-    def submit_many(self, captures: list[_sidecar.RawCapture]) -> int:
-        """Queue several captures under one lock (the delivery process's reader); how many
-        were dropped because the queue was full."""
-        return self._enqueue(captures)
+    def submit_built(self, captures: list[_sidecar.RawCapture]) -> int:
+        """Build and encode ``captures`` now, and queue their logs (the delivery process's
+        reader, as captures arrive); how many were dropped because the queue was full.
+
+        Building as they arrive spreads the work evenly: the worker only joins and posts,
+        instead of building a whole batch in one burst before each post, which cost the
+        app's latency even with the delivery process at the lowest CPU priority (measured
+        in docs/benchmarks.md). A log that cannot be built is counted as queued and
+        dropped (as if the worker had built it)."""
+        items: list[Encoded] = []
+        for capture in captures:
+            log = self.build(capture)
+            if log is None:  # counted (build_error)
+                continue
+            try:
+                data = _dumps(log)
+                if self._key_json is not None and self._key_json in data:
+                    data = _dumps(self.redactor.scrub(log))
+            except (TypeError, ValueError, RecursionError):
+                self._count_dropped("encode_error", 1)
+                continue
+            items.append(Encoded(data))
+        failed = len(captures) - len(items)
+        if failed:
+            with self._cond:
+                self._stats["queued"] += failed
+        return self._enqueue(items)
 
     def _enqueue(self, items: Sequence[Queued]) -> int:
         """Append ``items`` to the bounded queue without blocking; how many did not fit
@@ -414,21 +462,35 @@ class Client:
                 self._cond.wait(remaining)
             # Under load, let the batch grow: one post (or hand-over) per gap at most.
             gap_end = self._last_take + (HAND_GAP if handing else MIN_POST_GAP)
-            while len(self._queue) < self._full_batch and not self._hurry_locked():
+            while (
+                len(self._queue) < self._full_batch
+                and (handing or self._queued_bytes < BATCH_BYTES)
+                and not self._hurry_locked()
+            ):
                 remaining = gap_end - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             self._last_take = time.monotonic()
-            return self._pop_locked()
+            return self._pop_locked(None if handing else BATCH_BYTES)
 
     def _hurry_locked(self) -> bool:
         """Whether to send what is queued now: stopping, flushing or closing."""
         return self._stopping or self._flushing > 0 or self._deadline is not None
 
-    def _pop_locked(self) -> list[Queued]:
+    def _pop_locked(self, max_bytes: int | None = None) -> list[Queued]:
+        """The next batch: at most ``max_batch_events``, and (when given) ``max_bytes``
+        worth of captures, or the first alone if it is larger."""
         queue = self._queue
-        items = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch_events))]
+        count = min(len(queue), self.config.max_batch_events)
+        if max_bytes is not None:
+            total = 0
+            for index in range(count):
+                total += queue[index][1]
+                if total > max_bytes and index:
+                    count = index
+                    break
+        items = [queue.popleft() for _ in range(count)]
         self._queued_bytes -= sum(size for _, size, _ in items)
         self._in_flight += len(items)
         return [capture for capture, _, _ in items]
@@ -458,7 +520,7 @@ class Client:
             self._in_flight -= count
             self._handed_now += count
 
-    def build(self, capture: Queued) -> Log | None:
+    def build(self, capture: Capture | _sidecar.RawCapture) -> Log | None:
         """One capture as a log object (redacted, masked); None if it must not be sent."""
         cfg = self.config
         try:
@@ -486,11 +548,14 @@ class Client:
                 return None
         return log
 
-    def _build_logs(self, captures: list[Queued]) -> list[Log]:
+    def _build_logs(self, captures: list[Queued]) -> list[Built]:
         """The log objects of ``captures`` (those that cannot be built are counted)."""
-        logs: list[Log] = []
+        logs: list[Built] = []
         mark = time.perf_counter()
         for capture in captures:
+            if isinstance(capture, Encoded):
+                logs.append(capture.data)
+                continue
             log = self.build(capture)
             if log is not None:
                 logs.append(log)
@@ -498,12 +563,14 @@ class Client:
         captures.clear()  # their body copies are in the logs now: free them before encoding
         return logs
 
-    def _encode(self, logs: list[Log]) -> Batch | None:
+    def _encode(self, logs: list[Built]) -> Batch | None:
         """The batch of ``logs`` (those that cannot be encoded are counted); None if empty."""
         batch, unencodable = encode_batch(logs)
         if self._key_json is not None and self._key_json in batch.body:
             # Rare: the API key is somewhere in the batch. Scrub every log and encode again.
-            batch, unencodable = encode_batch([self.redactor.scrub(log) for log in logs])
+            batch, unencodable = encode_batch(
+                [self.redactor.scrub(json.loads(log) if type(log) is bytes else log) for log in logs]
+            )
         if unencodable:
             self._count_dropped("encode_error", unencodable)
             warn_limited("encode", "readme_metrics: %d logs are not JSON-serializable (mask hook?)", unencodable)
@@ -558,6 +625,9 @@ class Client:
         for capture in captures:
             if isinstance(capture, _sidecar.RawCapture):
                 raws.append(capture)
+                continue
+            if isinstance(capture, Encoded):  # never here (only the delivery process encodes)
+                kept.append(capture)
                 continue
             try:
                 raws.append(_sidecar.RawCapture.of(capture))
@@ -855,7 +925,7 @@ class Client:
     def _drain_inline_locked(self, deadline: float | None) -> None:
         """Deliver the queue in this thread (the lock is released while sending)."""
         while self._queue and (deadline is None or time.monotonic() < deadline):
-            batch = self._pop_locked()
+            batch = self._pop_locked(None if self._hand_mode else BATCH_BYTES)
             self._cond.release()
             try:
                 self._process(batch)

@@ -26,6 +26,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import Client as WerkzeugClient
 
 from readme_metrics import MetricsApiConfig, MetricsMiddleware, _log
+from readme_metrics.delivery import BATCH_BYTES
 from readme_metrics.retry import RETRYABLE_STATUSES, Retry, parse_retry_after
 from readme_metrics.testing import MemoryTransport
 from tests.apps import delivery_app
@@ -427,6 +428,27 @@ def test_gzip_uploads(api: MetricsStandIn, make_app: Callable[..., App]) -> None
     api.wait_for(with_header("X-Test-Id", "gzip-off"))
     assert "content-encoding" not in api.posts[-1].headers
     assert test_ids(api.logs) == ["gzip-1", "gzip-off"]
+
+
+def test_large_bodies_are_posted_in_batches_of_bounded_size(api: MetricsStandIn, make_app: Callable[..., App]) -> None:
+    # Building a batch holds it about four times over (base64, JSON): a batch holds at
+    # most BATCH_BYTES of captures, whatever the queue lets wait, and one larger alone.
+    app = make_app(api.url, buffer_length=7, flush_interval=30, max_body_bytes=6 << 20)
+    sent = ids("big", 8)
+    sizes = [1 << 20] * 7 + [5 << 20]
+    for test_id, size in zip(sent, sizes, strict=True):
+        before = app.submitted()
+        response = requests.post(app.url + "/upload", data=b"x" * size, headers={"X-Test-Id": test_id}, timeout=10)
+        assert response.text == str(size)
+        wait_until(lambda before=before: app.submitted() > before)
+    assert app.client.flush(timeout=20)
+    posts = [test_ids(post.logs) for post in api.posts if post.logs]
+    assert sorted(test_id for post in posts for test_id in post) == sorted(sent)  # each once
+    assert BATCH_BYTES == 4 << 20  # three 1 MiB captures (and their overhead) fit, not four
+    assert [len(post) for post in posts] == [3, 3, 1, 1]
+    assert posts[-1] == [sent[-1]]  # the 5 MiB one alone
+    for log in api.logs:
+        assert entry(log)["request"]["bodySize"] == sizes[sent.index(test_ids([log])[0])]
 
 
 def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None:

@@ -2,7 +2,8 @@
 
 Endpoints: ``/pid`` (the worker's process id, so a log tells which worker served it;
 ``/pid?0.1`` first sleeps 0.1 s),
-``/hello``, and, not logged, ``/_flush`` (flushes, then answers the client's counters as JSON).
+``/hello``, ``/upload`` (reads the request body, answers its length), and, not logged,
+``/_flush`` (flushes, then answers the client's counters as JSON).
 
 Environment: ``README_METRICS_SERVER`` (read by the config), ``RM_BUFFER_LENGTH``,
 ``RM_FLUSH_INTERVAL``, ``RM_TIMEOUT`` and ``RM_RETRY_BACKOFF``. In-process tests call
@@ -31,6 +32,8 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         body = str(os.getpid()).encode()
     elif path == "/hello":
         body = b"hello"
+    elif path == "/upload":
+        body = str(len(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))).encode()
     else:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found"]
