@@ -97,13 +97,20 @@ def header_pairs(headers: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
         return [(_text(item[0]), _text(item[1])) for item in headers]
 
 
-def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
-    """Lower-case header name → its first value (one pass instead of one per lookup);
-    ``content-encoding`` → all its values comma-joined (each header adds codings)."""
-    values = {name.lower(): value for name, value in reversed(headers)}
-    if "content-encoding" in values:
-        values["content-encoding"] = ", ".join(v for n, v in headers if n.lower() == "content-encoding")
-    return values
+def _content_headers(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The first ``Content-Type`` value and all ``Content-Encoding`` values comma-joined
+    (each such header adds codings); None for a header that is not there. Only names of
+    their lengths are compared (most headers are skipped by their length alone)."""
+    content_type: str | None = None
+    codings: list[str] = []
+    for name, value in headers:
+        size = len(name)
+        if size == 12:
+            if content_type is None and name.lower() == "content-type":
+                content_type = value
+        elif size == 16 and name.lower() == "content-encoding":
+            codings.append(value)
+    return content_type, ", ".join(codings) if codings else None
 
 
 def _url(capture: Capture, query: list[dict[str, str]] | None) -> str:
@@ -154,26 +161,17 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
         "bodySize": capture.request_body.size,
     }
     if log_body and capture.request_body.size:
-        sent = _first_values(sent_headers)
+        sent_type, sent_encoding = _content_headers(sent_headers)
         request["postData"] = body_fields(
-            capture.request_body,
-            sent.get("content-type"),
-            redactor,
-            request=True,
-            content_encoding=sent.get("content-encoding"),
+            capture.request_body, sent_type, redactor, request=True, content_encoding=sent_encoding
         )
 
     content: dict[str, Any] = {"size": capture.response_body.size, "mimeType": ""}
-    answered = _first_values(answered_headers)
-    response_type = answered.get("content-type")
+    response_type, response_encoding = _content_headers(answered_headers)
     if log_body and capture.response_body.size:
         content.update(
             body_fields(
-                capture.response_body,
-                response_type,
-                redactor,
-                request=False,
-                content_encoding=answered.get("content-encoding"),
+                capture.response_body, response_type, redactor, request=False, content_encoding=response_encoding
             )
         )
     else:

@@ -208,8 +208,10 @@ class Redactor:
 
     def headers(self, headers: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
         """Request or response headers as HAR ``{name, value}``: lists, then default rules."""
+        if not self.active:
+            return self._default_headers(headers)
         out = []
-        active = self.active
+        active = True
         for name, value in headers:
             k = name.casefold()
             if active:
@@ -230,6 +232,22 @@ class Redactor:
                         continue
             elif k in MASKED_HEADERS:
                 value = mask(value)
+            out.append({"name": name, "value": value})
+        return out
+
+    def _default_headers(self, headers: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+        """:meth:`headers` with no list configured: the default rules only. The names they
+        apply to are 6 to 19 characters long, so most names need no case folding."""
+        out = []
+        send_cookies = self.send_cookies
+        for name, value in headers:
+            if 6 <= len(name) <= 19:
+                k = name.casefold()
+                if k in COOKIE_HEADERS:
+                    if not send_cookies:
+                        value = redacted(value)
+                elif k in MASKED_HEADERS:
+                    value = mask(value)
             out.append({"name": name, "value": value})
         return out
 
