@@ -381,19 +381,7 @@ class Client:
         app's latency even with the delivery process at the lowest CPU priority (measured
         in docs/benchmarks.md). A log that cannot be built is counted as queued and
         dropped (as if the worker had built it)."""
-        items: list[Encoded] = []
-        for capture in captures:
-            log = self.build(capture)
-            if log is None:  # counted (build_error)
-                continue
-            try:
-                data = _dumps(log)
-                if self._key_json is not None and self._key_json in data:
-                    data = _dumps(self.redactor.scrub(log))
-            except (TypeError, ValueError, RecursionError):
-                self._count_dropped("encode_error", 1)
-                continue
-            items.append(Encoded(data))
+        items = [item for item in map(self.encode_one, captures) if item is not None]
         failed = len(captures) - len(items)
         if failed:
             with self._cond:
@@ -547,6 +535,21 @@ class Client:
                 )
                 return None
         return log
+
+    def encode_one(self, capture: Capture | _sidecar.RawCapture) -> Encoded | None:
+        """One capture's log, built and encoded (the API key scrubbed if it is in it); None
+        if it cannot be (counted: ``build_error`` or ``encode_error``)."""
+        log = self.build(capture)
+        if log is None:
+            return None
+        try:
+            data = _dumps(log)
+            if self._key_json is not None and self._key_json in data:
+                data = _dumps(self.redactor.scrub(log))
+        except (TypeError, ValueError, RecursionError):
+            self._count_dropped("encode_error", 1)
+            return None
+        return Encoded(data)
 
     def _build_logs(self, captures: list[Queued]) -> list[Built]:
         """The log objects of ``captures`` (those that cannot be built are counted)."""

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from readme_metrics import MetricsApiConfig, redaction
 from readme_metrics._hooks import Hooks
+from readme_metrics._sidecar import RawCapture
 from readme_metrics.bodies import ENCODED, MULTIPART, NOT_STRUCTURED, TRUNCATED, UNPARSABLE, decompress
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import Client
@@ -496,6 +497,10 @@ def test_api_key_scrubbed_after_every_decoding() -> None:
         body = encoded_batch(capture, config(denylist=["x"]))
         assert API_KEY.encode() not in body
         assert API_KEY not in json.dumps(json.loads(body), ensure_ascii=False)
+        # The delivery process encodes each log as it arrives, and scrubs it there.
+        encoded = Client(config(denylist=["x"])).encode_one(RawCapture.of(capture))
+        assert encoded is not None and API_KEY.encode() not in encoded.data
+        assert API_KEY not in json.dumps(json.loads(encoded.data), ensure_ascii=False)
     # Without it, the log itself holds the key: the scrub really is the worker's batch search.
     assert API_KEY in json.dumps(build(cases[0]))
 
