@@ -81,6 +81,9 @@ HAND_CHUNK = 64
 #: fewer wake-ups of both ends under load.
 PIPE_BYTES = 1 << 20
 
+#: A received capture whose bodies are this large is kept in three pieces (see ``_frames``).
+SPLIT_AT = 64 * 1024
+
 #: The child reports its counters at most this often (and at once when asked).
 REPORT_EVERY = 0.2
 
@@ -235,8 +238,12 @@ class RawCapture:
 
     def decode(self) -> Capture:
         parts = self.parts
-        frame = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
         self.parts = []  # decoded once: the frame goes as soon as its bodies are cut out
+        if len(parts) == 3:  # as the reader cuts a frame with large bodies: kept as they are
+            head_meta, a, b = parts
+            if isinstance(a, bytes) and isinstance(b, bytes):
+                return _capture_of(marshal.loads(head_meta[_HEAD.size :]), a, b)
+        frame = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
         _, n_meta, n_a, _ = _HEAD.unpack_from(frame)
         a_at = _HEAD.size + n_meta
         b_at = a_at + n_a
@@ -491,8 +498,10 @@ def merge_report(stats: dict[str, Any], report: Mapping[str, Any]) -> None:
 def _frames(stream: Any) -> Iterator[tuple[bytes | None, Any, list[RawCapture]]]:
     """The child's reading: ``(kind, meta, captures)`` for each control frame, with the
     capture frames received before it (``kind`` None at the end of the stream). Captures
-    are cut out of the stream undecoded (see :class:`RawCapture`); the stream is read in
-    large chunks, so the reader thread wakes a few times per second under load."""
+    are cut out of the stream undecoded (see :class:`RawCapture`): one copy each, and for
+    bodies of ``SPLIT_AT`` bytes or more, their header, request body and response body
+    apart, so that decoding copies nothing again. The stream is read in large chunks, so
+    the reader thread wakes a few times per second under load."""
     buf = bytearray()
     head = _HEAD.size
     while True:
@@ -510,13 +519,20 @@ def _frames(stream: Any) -> Iterator[tuple[bytes | None, Any, list[RawCapture]]]
                 end = pos + head + n_meta + n_a + n_b
                 if end > len(buf):
                     break
-                if kind == b"C":
+                if kind == b"C" and n_a + n_b >= SPLIT_AT:
+                    a_at = pos + head + n_meta
+                    b_at = a_at + n_a
+                    raws.append(RawCapture([bytes(view[pos:a_at]), bytes(view[a_at:b_at]), bytes(view[b_at:end])]))
+                elif kind == b"C":
                     raws.append(RawCapture([bytes(view[pos:end])]))
                 else:
                     control.append((kind, marshal.loads(view[pos + head : pos + head + n_meta]), raws))
                     raws = []
                 pos = end
-        del buf[:pos]
+        if pos == len(buf):
+            buf = bytearray()  # let a large frame's buffer go, not just its contents
+        else:
+            del buf[:pos]
         yield from control
         if raws:
             yield b"", None, raws

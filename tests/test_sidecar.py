@@ -90,6 +90,56 @@ def test_a_capture_crosses_the_pipe_unchanged() -> None:
     assert response_body.kept == 0 and response_body.size == 256 + 4
 
 
+class _Trickle(io.RawIOBase):
+    """A pipe that gives at most ``step`` bytes per read, as a real one may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = self._step if size < 0 else min(size, self._step)
+        chunk = self._data[self._pos : self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+
+def test_the_reader_cuts_small_and_large_frames_between_control_frames() -> None:
+    def capture(size: int, path: str) -> Capture:
+        response = BodyCopy(1 << 20)
+        response.add(bytes(range(256)) * (size // 256))
+        made = Capture("GET", "http", "h", path, "", "HTTP/1.1", None, [], BodyCopy(8), response, {"api_key": "k"})
+        made.response_started(200, [("Content-Type", "application/octet-stream")])
+        made.finish(True)
+        return made
+
+    sizes = {"/small": 512, "/large": 200 * 1024, "/limit": 1 << 20}
+    stream = b"".join(
+        [
+            *_sidecar.capture_frames(capture(sizes["/small"], "/small")),
+            _sidecar._frame(b"Q", (1,)),
+            *_sidecar.capture_frames(capture(sizes["/large"], "/large")),
+            *_sidecar.capture_frames(capture(sizes["/limit"], "/limit")),
+            _sidecar._frame(b"F", (2, 1.0)),
+        ]
+    )
+    got = list(_sidecar._frames(_Trickle(stream, 7000)))
+    # Captures come with the control frame they preceded, or alone (b"") at a read's end.
+    assert [(kind, meta) for kind, meta, _ in got if kind] == [(b"Q", (1,)), (b"F", (2, 1.0))]
+    assert got[-1][0] is None
+    raws = [raw for _, _, batch in got for raw in batch]
+    assert [len(raw.parts) for raw in raws] == [1, 3, 3]  # large bodies kept apart
+    for raw in raws:
+        body = raw.parts[-1]
+        back = raw.decode()
+        assert back.response_body.size == sizes[back.path]
+        assert back.response_body.data == (bytes(range(256)) * 4096)[: sizes[back.path]]
+        if back.path != "/small":
+            assert back.response_body.data is body  # decoded without another copy
+
+
 class _Key:
     def __str__(self) -> str:
         return "key-from-an-object"
