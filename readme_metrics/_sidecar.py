@@ -81,6 +81,14 @@ HAND_CHUNK = 64
 #: fewer wake-ups of both ends under load.
 PIPE_BYTES = 1 << 20
 
+#: The child builds what one read brought in slices of ``PACE_EVERY`` captures with
+#: ``PACE_PAUSE`` seconds between them (a millisecond or so of work at a time): the app's
+#: latency suffers from the child's bursts of work, even at the lowest CPU priority (see
+#: docs/benchmarks.md). A read of ``PACE_LIMIT`` captures or more is a backlog: no pauses.
+PACE_EVERY = 32
+PACE_PAUSE = 0.001
+PACE_LIMIT = 512
+
 #: A received capture whose bodies are this large is kept in three pieces (see ``_frames``).
 SPLIT_AT = 64 * 1024
 
@@ -615,10 +623,15 @@ def main() -> None:
     threading.Thread(target=reporter, name="readme-metrics-sidecar-reporter", daemon=True).start()
     try:
         for kind, meta, raws in _frames(stdin):
-            if raws:
+            # Built in slices with a pause between them, unless a backlog came in one read.
+            pace = len(raws) < PACE_LIMIT
+            for start in range(0, len(raws), PACE_EVERY):
+                if start and pace:
+                    time.sleep(PACE_PAUSE)
                 with counting:
-                    client.submit_built(raws)
-                    received += len(raws)
+                    piece = raws[start : start + PACE_EVERY]
+                    client.submit_built(piece)
+                    received += len(piece)
             if kind is None:  # the app's process is gone: deliver what is held, then exit
                 client.close()
                 break
