@@ -115,10 +115,11 @@ def _yield_gil(since: float) -> float:
 #: arrives after a quiet spell still leaves at once.
 MIN_POST_GAP = 0.2
 
-#: A batch built here (or in the delivery process) holds at most this many bytes of
-#: captures (their body copies, mostly), or one capture if it alone is larger. Building
-#: and encoding hold a batch about four times over (copies, base64, JSON), so this bounds
-#: that memory, and the size of one post, whatever ``max_queue_bytes`` lets wait.
+#: A batch built here holds at most this many bytes of captures (their body copies,
+#: mostly; in the delivery process, of encoded logs), or one if it alone is larger.
+#: Building and encoding hold a batch of captures about four times over (copies, base64,
+#: JSON), so this bounds that memory, and the size of one post, whatever
+#: ``max_queue_bytes`` lets wait.
 BATCH_BYTES = 4 * 1024 * 1024
 
 #: :meth:`Client.stats` waits at most this long for the delivery process's counters.
