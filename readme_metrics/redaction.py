@@ -211,22 +211,20 @@ class Redactor:
         if not self.active:
             return self._default_headers(headers)
         out = []
-        active = True
         for name, value in headers:
             k = name.casefold()
-            if active:
-                new = self.value(name, value)
-                if new is _DROP:
-                    continue
-                if new is not value:  # denylisted: the replacement, whatever the header
-                    out.append({"name": name, "value": new})
-                    continue
-                if k in URL_HEADERS:
-                    value = self.url(value)
+            new = self.value(name, value)
+            if new is _DROP:
+                continue
+            if new is not value:  # denylisted: the replacement, whatever the header
+                out.append({"name": name, "value": new})
+                continue
+            if k in URL_HEADERS:
+                value = self.url(value)
             if k in COOKIE_HEADERS:
                 if not self.send_cookies:
                     value = redacted(value)
-                elif active:
+                else:
                     value = self._cookies(value, set_cookie=k == "set-cookie")
                     if not value:
                         continue
