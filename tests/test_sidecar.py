@@ -9,6 +9,7 @@ version on disk). Every test runs the real child process against the real stand-
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -41,6 +42,22 @@ def api() -> Iterator[MetricsStandIn]:
 def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello " + environ.get("HTTP_X_TEST_ID", "").encode()]
+
+
+@contextlib.contextmanager
+def wrapped(config: MetricsApiConfig) -> Iterator[Any]:
+    """``hello`` wrapped with ``config``; its client closed at the end."""
+    middleware = MetricsMiddleware(hello, config)
+    try:
+        yield middleware
+    finally:
+        middleware.client.close(2)
+
+
+def get(middleware: Any, test_id: str) -> None:
+    """One request (its capture is submitted as the response closes)."""
+    with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": test_id}):
+        pass
 
 
 def arrived_ids(api: MetricsStandIn) -> list[str]:
@@ -216,13 +233,10 @@ def test_a_dead_delivery_process_is_counted_replaced_then_given_up(
     api: MetricsStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, flush_interval=0.01)
-    middleware = MetricsMiddleware(hello, config)
-    http = WerkzeugClient(middleware)
     pids = []
-    try:
+    with wrapped(config) as middleware:
         for n in range(_sidecar.MAX_DEATHS):
-            with http.get("/", headers={"X-Test-Id": f"before-death-{n}"}):
-                pass
+            get(middleware, f"before-death-{n}")
             assert middleware.client.flush(10)
             pid = middleware.stats()["delivery_process"]
             assert pid is not None and pid not in pids
@@ -230,8 +244,7 @@ def test_a_dead_delivery_process_is_counted_replaced_then_given_up(
             os.kill(pid, signal.SIGKILL)
             wait_until(lambda: middleware.client._sidecar is None or middleware.client._sidecar.closed)
         with caplog.at_level(logging.WARNING, logger="readme_metrics"):
-            with http.get("/", headers={"X-Test-Id": "in-process"}):
-                pass
+            get(middleware, "in-process")
             assert middleware.client.flush(10)
         # Three deaths: the app's process now delivers by itself, and says so.
         assert "delivering from the app's process from now on" in caplog.text
@@ -239,30 +252,22 @@ def test_a_dead_delivery_process_is_counted_replaced_then_given_up(
         assert stats["delivery_process"] is None
         assert stats["sent"] == _sidecar.MAX_DEATHS + 1 and stats["waiting"] == 0
         assert arrived_ids(api) == [f"before-death-{n}" for n in range(_sidecar.MAX_DEATHS)] + ["in-process"]
-    finally:
-        middleware.client.close(2)
 
 
 def test_events_handed_to_a_process_that_dies_are_counted(api: MetricsStandIn) -> None:
     config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, buffer_length=50)
-    middleware = MetricsMiddleware(hello, config)
-    http = WerkzeugClient(middleware)
-    try:
+    with wrapped(config) as middleware:
         for n in range(3):
-            with http.get("/", headers={"X-Test-Id": f"held-{n}"}):
-                pass
+            get(middleware, f"held-{n}")
         wait_until(lambda: middleware.client._sidecar is not None and middleware.client._sidecar.handed == 3)
         os.kill(middleware.stats()["delivery_process"], signal.SIGKILL)
         wait_until(lambda: middleware.client._sidecar is None or middleware.client._sidecar.closed)
         assert not middleware.client.flush(5)  # what it held is lost, and the flush says so
         stats = middleware.stats()
         assert stats["dropped"] == {"delivery_process_died": 3} and stats["waiting"] == 0
-        with http.get("/", headers={"X-Test-Id": "after"}):
-            pass
+        get(middleware, "after")
         assert middleware.client.flush(10)  # a new delivery process takes over
         assert arrived_ids(api) == ["after"]
-    finally:
-        middleware.client.close(2)
 
 
 def test_a_mask_hook_keeps_delivery_in_the_app_process(api: MetricsStandIn) -> None:
@@ -271,15 +276,11 @@ def test_a_mask_hook_keeps_delivery_in_the_app_process(api: MetricsStandIn) -> N
         return log
 
     config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, mask=mask)
-    middleware = MetricsMiddleware(hello, config)
-    try:
-        with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": "masked"}):
-            pass
+    with wrapped(config) as middleware:
+        get(middleware, "masked")
         assert middleware.client.flush(10)
         assert middleware.stats()["delivery_process"] is None
         assert [log["clientIPAddress"] for log in api.logs] == ["masked-here"]
-    finally:
-        middleware.client.close(2)
 
 
 def test_another_package_version_on_disk_falls_back_to_the_app_process(
@@ -288,29 +289,21 @@ def test_another_package_version_on_disk_falls_back_to_the_app_process(
     # As after an upgrade in place: the child would import another version than the app's.
     monkeypatch.setattr(_sidecar, "__version__", "0.0.0-running")
     config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url)
-    middleware = MetricsMiddleware(hello, config)
-    try:
+    with wrapped(config) as middleware:
         with caplog.at_level(logging.WARNING, logger="readme_metrics"):
-            with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": "fallback"}):
-                pass
+            get(middleware, "fallback")
             assert middleware.client.flush(20)
         assert "cannot start the delivery process (another package version)" in caplog.text
         assert middleware.stats()["delivery_process"] is None
         assert arrived_ids(api) == ["fallback"]
-    finally:
-        middleware.client.close(2)
 
 
 def test_delivery_process_false_keeps_the_worker_thread(api: MetricsStandIn) -> None:
     config = MetricsApiConfig("test-api-key", delivery_app.group, metrics_server=api.url, delivery_process=False)
-    middleware = MetricsMiddleware(hello, config)
-    try:
-        with WerkzeugClient(middleware).get("/", headers={"X-Test-Id": "thread"}):
-            pass
+    with wrapped(config) as middleware:
+        get(middleware, "thread")
         assert middleware.client.flush(10)
         assert middleware.stats()["delivery_process"] is None and arrived_ids(api) == ["thread"]
-    finally:
-        middleware.client.close(2)
 
 
 # -- found in review: a body that grows after submit, the close deadline, the transport ----
@@ -407,6 +400,24 @@ def _sidecar_client(api: MetricsStandIn, **options: Any) -> Any:
 
     options.setdefault("metrics_server", api.url)
     return Client(MetricsApiConfig("test-api-key", delivery_app.group, **options))
+
+
+def test_a_burst_larger_than_a_paced_slice_arrives_whole_and_counted(api: MetricsStandIn) -> None:
+    # The child builds one read's captures in slices of PACE_EVERY (pausing between them):
+    # every capture of a burst is built, delivered once and counted, whatever the slicing.
+    count = _sidecar.PACE_EVERY * 3 + 5
+    assert count < _sidecar.PACE_LIMIT  # one read of them is paced, not a backlog
+    client = _sidecar_client(api, buffer_length=count)
+    try:
+        for n in range(count):
+            assert client.submit(make_capture(n))
+        assert client.flush(20)
+        stats = client.stats()
+        assert stats["delivery_process"] is not None
+        assert (stats["queued"], stats["sent"], stats["waiting"], stats["dropped"]) == (count, count, 0, {})
+        assert sorted(arrived_ids(api)) == sorted(f"c-{n}" for n in range(count))
+    finally:
+        client.close(2)
 
 
 def test_a_process_dying_mid_write_gets_nothing_twice(api: MetricsStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
