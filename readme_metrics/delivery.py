@@ -570,7 +570,9 @@ class Client:
     def _encode(self, logs: list[Built]) -> Batch | None:
         """The batch of ``logs`` (those that cannot be encoded are counted); None if empty."""
         batch, unencodable = encode_batch(logs)
-        if self._key_json is not None and self._key_json in batch.body:
+        # Logs encoded as they arrived were searched for the key then (encode_one).
+        searched = all(type(log) is bytes for log in logs)
+        if self._key_json is not None and not searched and self._key_json in batch.body:
             # Rare: the API key is somewhere in the batch. Scrub every log and encode again.
             batch, unencodable = encode_batch(
                 [self.redactor.scrub(json.loads(log) if type(log) is bytes else log) for log in logs]
