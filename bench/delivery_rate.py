@@ -59,11 +59,16 @@ def group(_: Any) -> dict[str, str]:
     return {"api_key": "caller-key-0001", "label": "Bench Caller", "email": "caller@example.test"}
 
 
+def _body(max_body: int) -> BodyCopy:
+    body = BodyCopy(max_body)
+    body.add(BODY)  # bytes are kept by reference: no copy per capture
+    return body
+
+
 def make_captures(n: int, max_body: int) -> list[Capture]:
-    request_body = BodyCopy(max_body)
-    request_body.add(BODY)
-    response_body = BodyCopy(max_body)
-    response_body.add(BODY)
+    """``n`` captures, each with its own body copies: handing a capture to the delivery
+    process takes its copies over (``BodyCopy.seal``), so copies shared between captures
+    would leave every capture after the first without its bodies."""
     captures = []
     for i in range(n):
         capture = Capture(
@@ -75,8 +80,8 @@ def make_captures(n: int, max_body: int) -> list[Capture]:
             http_version="HTTP/1.1",
             client_address="203.0.113.7",
             request_headers=REQUEST_HEADERS,
-            request_body=request_body,
-            response_body=response_body,
+            request_body=_body(max_body),
+            response_body=_body(max_body),
             group=group(None),
         )
         capture.response_started(201, RESPONSE_HEADERS, "Created")
@@ -127,6 +132,7 @@ def measure(url: str, events: int, **options: Any) -> dict[str, Any]:
         "seconds": seconds,
         "submit_us": (submitted - started) / events * 1e6,
         "events_per_s": (stats["sent"] - 1) / seconds,
+        "bytes_per_event": stats["bytes_sent"] / max(1, stats["sent"]),
         "app_cpu_us": cpu / events * 1e6,
         "delivery_process": stats["delivery_process"] is not None,
         "build_us": build_s / len(sample) * 1e6,
@@ -145,6 +151,12 @@ def main() -> None:
         "in_process": measure(args.url, args.events, delivery_process=False),
         "compress": measure(args.url, args.events, compress=True),
     }
+    for name in ("default", "in_process"):  # uncompressed: each log carries both bodies
+        if results[name]["bytes_per_event"] < 2 * len(BODY):
+            raise SystemExit(
+                f"{name}: {results[name]['bytes_per_event']:.0f} bytes posted per event, "
+                f"fewer than its two {len(BODY)}-byte bodies: the logs lost their bodies"
+            )
     if args.json:
         print(json.dumps(results))
     else:
