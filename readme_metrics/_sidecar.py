@@ -57,12 +57,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from readme_metrics._log import logger
 
 try:
     import fcntl
+    import termios
 except ImportError:  # pragma: no cover - not POSIX (no delivery process there)
     fcntl = None  # type: ignore[assignment]
 from readme_metrics._version import __version__
@@ -84,10 +85,13 @@ PIPE_BYTES = 1 << 20
 #: The child builds what one read brought in slices of ``PACE_EVERY`` captures with
 #: ``PACE_PAUSE`` seconds between them (a millisecond or so of work at a time): the app's
 #: latency suffers from the child's bursts of work, even at the lowest CPU priority (see
-#: docs/benchmarks.md). A read of ``PACE_LIMIT`` captures or more is a backlog: no pauses.
+#: docs/benchmarks.md). A backlog is built without pauses: a read of ``PACE_LIMIT``
+#: captures or more, or ``BACKLOG_BYTES`` or more waiting in the pipe when a pause is due
+#: (large captures make few per read, so their count alone would not tell).
 PACE_EVERY = 32
 PACE_PAUSE = 0.001
 PACE_LIMIT = 512
+BACKLOG_BYTES = 64 * 1024
 
 #: A received capture whose bodies are this large is kept in three pieces (see ``_frames``).
 SPLIT_AT = 64 * 1024
@@ -117,6 +121,8 @@ _FIELDS: tuple[str, ...] = tuple(
 )
 _get_fields = operator.attrgetter(*_FIELDS)
 
+
+T = TypeVar("T")
 
 _executable: list[str | None] = []
 
@@ -563,6 +569,29 @@ class _Reporter(logging.Handler):
             pass
 
 
+def waiting(fd: int) -> int:
+    """Bytes waiting to be read from the pipe ``fd`` (0 where that cannot be asked)."""
+    if fcntl is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+    except OSError:
+        return 0
+
+
+def paced(items: list[T], fd: int, pause: Callable[[float], object] = time.sleep) -> Iterator[list[T]]:
+    """``items`` (what one read of the pipe ``fd`` brought) in slices of ``PACE_EVERY``,
+    with a pause of ``PACE_PAUSE`` before each slice but the first, unless there is a
+    backlog (see ``PACE_LIMIT`` and ``BACKLOG_BYTES``)."""
+    pace = len(items) < PACE_LIMIT
+    for start in range(0, len(items), PACE_EVERY):
+        if start and pace:
+            pace = waiting(fd) < BACKLOG_BYTES  # once behind, the rest of the read goes at once
+            if pace:
+                pause(PACE_PAUSE)
+        yield items[start : start + PACE_EVERY]
+
+
 def main() -> None:
     """The delivery process: read captures from stdin until it closes, deliver them."""
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -623,13 +652,8 @@ def main() -> None:
     threading.Thread(target=reporter, name="readme-metrics-sidecar-reporter", daemon=True).start()
     try:
         for kind, meta, raws in _frames(stdin):
-            # Built in slices with a pause between them, unless a backlog came in one read.
-            pace = len(raws) < PACE_LIMIT
-            for start in range(0, len(raws), PACE_EVERY):
-                if start and pace:
-                    time.sleep(PACE_PAUSE)
+            for piece in paced(raws, 0):
                 with counting:
-                    piece = raws[start : start + PACE_EVERY]
                     client.submit_built(piece)
                     received += len(piece)
             if kind is None:  # the app's process is gone: deliver what is held, then exit

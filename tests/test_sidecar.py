@@ -157,6 +157,37 @@ def test_the_reader_cuts_small_and_large_frames_between_control_frames() -> None
             assert back.response_body.data is body  # decoded without another copy
 
 
+def test_the_child_paces_its_work_unless_a_backlog_waits_in_the_pipe() -> None:
+    # One read's captures are built in slices of PACE_EVERY with a pause between them,
+    # unless they are a backlog: many in one read, or (large captures make few per read)
+    # BACKLOG_BYTES or more waiting in the pipe when a pause is due.
+    every, items = _sidecar.PACE_EVERY, list(range(_sidecar.PACE_EVERY * 3 + 5))
+    read_fd, write_fd = os.pipe()
+    try:
+        pauses: list[float] = []
+        slices = list(_sidecar.paced(items, read_fd, pauses.append))
+        assert slices == [items[i : i + every] for i in range(0, len(items), every)]
+        assert pauses == [_sidecar.PACE_PAUSE] * 3  # nothing waiting: paced
+
+        pauses.clear()
+        many = list(range(_sidecar.PACE_LIMIT))
+        assert [x for piece in _sidecar.paced(many, read_fd, pauses.append) for x in piece] == many
+        assert pauses == []  # a read of PACE_LIMIT captures
+
+        os.set_blocking(write_fd, False)
+        waiting = os.write(write_fd, b"x" * _sidecar.BACKLOG_BYTES)
+        assert _sidecar.waiting(read_fd) == waiting == _sidecar.BACKLOG_BYTES
+        assert [x for piece in _sidecar.paced(items, read_fd, pauses.append) for x in piece] == items
+        assert pauses == []  # behind: built at once
+
+        os.read(read_fd, waiting - 1)  # less than BACKLOG_BYTES waiting: paced again
+        assert list(_sidecar.paced(items, read_fd, pauses.append))[-1] == items[3 * every :]
+        assert pauses == [_sidecar.PACE_PAUSE] * 3
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 class _Key:
     def __str__(self) -> str:
         return "key-from-an-object"
