@@ -107,6 +107,9 @@ def free_port() -> int:
 
 #: --compare NAME=DIR: more copies of the package run as variants "ours@NAME".
 COMPARE: dict[str, str] = {}
+#: --config NAME=JSON: this repository's SDK with more MetricsApiConfig options, run as
+#: variants "ours@NAME" (the apps read them from BENCH_CONFIG).
+CONFIGS: dict[str, str] = {}
 
 
 def is_ours(variant: str) -> bool:
@@ -116,7 +119,7 @@ def is_ours(variant: str) -> bool:
 def label(variant: str) -> str:
     if variant.startswith("ours@"):
         return f"readme_metrics @{variant[5:]}"
-    return SDK_LABELS[variant]
+    return str(SDK_LABELS[variant])
 
 
 def sink_key(variant: str) -> str:
@@ -193,8 +196,10 @@ class Server:
         self.variant = variant
         self.port = free_port()
         bindir = venv_python(variant).parent
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        if variant.startswith("ours@"):
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BENCH_CONFIG")}
+        if variant[5:] in CONFIGS:
+            env["BENCH_CONFIG"] = CONFIGS[variant[5:]]
+        elif variant.startswith("ours@"):
             sdk_path = COMPARE[variant[5:]]
         elif variant != "ours":
             sdk_path = None
@@ -753,6 +758,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="NAME=DIR",
         help="also run DIR/readme_metrics as variant ours@NAME, interleaved with the others (repeatable)",
     )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="also run this repository's SDK with these MetricsApiConfig options (a JSON object,"
+        " e.g. '{\"log_body\": false}') as variant ours@NAME, in the throughput and streaming parts (repeatable)",
+    )
     p.add_argument("--only", default="throughput,streaming,delivery", help="parts to run")
     p.add_argument("--ttfb-tries", type=int, default=5)
     p.add_argument("--no-rss", action="store_true", help="skip the 100 MB peak-RSS measure")
@@ -775,6 +788,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if not sep or not (Path(where) / "readme_metrics" / "__init__.py").exists():
             p.error(f"--compare {item}: give NAME=DIR, DIR holding a readme_metrics package")
         COMPARE[name] = str(Path(where).resolve())
+        args.variants.append(f"ours@{name}")
+    for item in args.config:
+        name, sep, options = item.partition("=")
+        try:
+            valid = sep and isinstance(json.loads(options), dict) and name not in COMPARE
+        except ValueError:
+            valid = False
+        if not valid:
+            p.error(f"--config {item}: give NAME=JSON (a JSON object of MetricsApiConfig options), NAME new")
+        CONFIGS[name] = options
         args.variants.append(f"ours@{name}")
     if args.sdk_path:
         args.sdk_path = str(Path(args.sdk_path).resolve())

@@ -49,7 +49,7 @@ def _count_events(path: bytes, body: bytes) -> int:
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes]) -> bytes:
     if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
             if size == 0:

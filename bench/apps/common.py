@@ -1,14 +1,16 @@
 """What the benchmark apps share: which SDK wraps them, and its settings.
 
 ``BENCH_SDK`` picks the variant: ``none`` (the bare app), ``ours`` (this repository's
-``readme_metrics``), ``readme340`` (the existing ``readme-metrics`` 3.4.0, from its own
-virtual environment) or ``moesif`` (``moesifwsgi`` / ``moesifasgi``). ``BENCH_SINK`` is the
+``readme_metrics``; ``BENCH_CONFIG``, a JSON object, adds options to its configuration),
+``readme340`` (the existing ``readme-metrics`` 3.4.0, from its own virtual environment)
+or ``moesif`` (``moesifwsgi`` / ``moesifasgi``). ``BENCH_SINK`` is the
 local metrics endpoint every SDK delivers to (``bench/sink.py``). Each SDK sends with its
 own key, so the sink can tell who delivered what.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -58,6 +60,7 @@ def our_config() -> Any:
     ):
         if os.environ.get(env):
             extra[name] = kind(os.environ[env])
+    extra.update(json.loads(os.environ.get("BENCH_CONFIG") or "{}"))  # bench/run.py --config NAME=JSON
     return MetricsApiConfig(KEYS["ours"], group, base_log_url=DOCS, metrics_server=SINK, **extra)
 
 
