@@ -22,7 +22,8 @@ Runs on the worker thread only, on the copy the request path kept (at most
    document is parsed, redacted at every depth and re-serialized. Text bodies that look
    like JSON (``{`` or ``[`` first) are redacted the same way when they parse.
 5. Other text stays text in its charset; anything else is base64 with
-   ``"encoding": "base64"`` (HAR 1.2).
+   ``"encoding": "base64"`` (HAR 1.2). The delivery process encodes large ones late
+   (see :func:`splice_late`): the log holds a token, the encoded JSON the base64.
 
 Fail closed: with a denylist or allowlist configured, a body that declares JSON or a form
 and cannot be parsed (bad syntax, bad charset, cut at ``max_body_bytes``, too deep) has its
@@ -33,6 +34,7 @@ form cut short is still parsed: every complete pair is judged by its name.)
 from __future__ import annotations
 
 import base64
+import os
 import re
 import zlib
 from email.message import Message
@@ -40,7 +42,7 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from readme_metrics.capture import BodyCopy
-from readme_metrics.redaction import _DROP, Redactor, encode_pairs, looks_json
+from readme_metrics.redaction import _DROP, Redactor, encode_pairs, looks_json, replace_strings
 
 #: Text of a body that declares JSON or a form but could not be parsed, so could not be
 #: redacted (only when a denylist or allowlist is configured).
@@ -57,6 +59,50 @@ NOT_STRUCTURED = "[OMITTED BODY: not structured, allowlist]"
 
 #: Parts of a multipart body beyond this many are not listed.
 MAX_PARTS = 1000
+
+#: A binary body of this many bytes or more is base64-encoded late when the builder is
+#: given a ``late`` list (see :func:`splice_late`).
+LATE_AT = 64 * 1024
+#: The text that stands for a late body in the log: unguessable, so no value of the
+#: exchange can be mistaken for it; plain ASCII, so JSON writes it as it is.
+_LATE_TOKEN = f"readme-metrics-late-base64-{os.urandom(16).hex()}-"
+
+
+def _late_token(index: int) -> str:
+    return f"{_LATE_TOKEN}{index}"
+
+
+def splice_late(data: bytes, late: list[bytes]) -> bytes:
+    """The encoded log ``data`` with the base64 of each ``late`` body where its token is.
+
+    For a large binary body the log holds a short token instead of its base64 text, and
+    the base64 is made here, as bytes, straight into the encoding: the text (as large
+    again) is never made, and each body's bytes are let go as soon as its base64 exists.
+    Raises :class:`ValueError` if a token is not found (the log is then not sent whole).
+    """
+    parts: list[bytes] = []
+    pos = 0
+    for index in range(len(late)):
+        token = b'"' + _late_token(index).encode("ascii") + b'"'
+        at = data.find(token, pos)
+        if at < 0:
+            raise ValueError("a late body's place is missing from the encoded log")
+        parts += (data[pos : at + 1], base64.b64encode(late[index]))
+        late[index] = b""
+        pos = at + len(token) - 1
+    parts.append(data[pos:])
+    return b"".join(parts)
+
+
+def fill_late(value: Any, late: list[bytes]) -> None:
+    """Put each ``late`` body's base64 text in place of its token in the log ``value``
+    (in place): the log can then be handled as any other (scrubbed, encoded again)."""
+    if not late:
+        return
+    texts = {_late_token(i): base64.b64encode(data).decode("ascii") for i, data in enumerate(late)}
+    late.clear()
+    replace_strings(value, texts.get)
+
 
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
 _FORM = "application/x-www-form-urlencoded"
@@ -257,11 +303,14 @@ def body_fields(
     *,
     request: bool,
     content_encoding: str | None = None,
+    late: list[bytes] | None = None,
 ) -> dict[str, Any]:
     """``mimeType`` and ``text`` (or ``params``) of a HAR body, redacted.
 
     ``request``: the body is ``postData`` (forms become ``params``), else ``content``.
     ``content_encoding``: every ``Content-Encoding`` value of the message, comma-joined.
+    ``late``: where a large binary body goes, leaving a token as its text (see
+    :func:`splice_late`); None: its base64 text is made here.
     """
     out: dict[str, Any] = {"mimeType": content_type or ""}
     data = body.data
@@ -299,7 +348,7 @@ def body_fields(
     if media == _FORM:
         text = _decode(data, charset)
         if text is None:
-            _text_or_marker(out, data, None, redactor, UNPARSABLE)
+            _text_or_marker(out, data, None, redactor, UNPARSABLE, late)
             return out
         if truncated and "&" in text:
             text = text.rsplit("&", 1)[0]  # the last pair may be cut: judged by name anyway
@@ -312,7 +361,7 @@ def body_fields(
 
     text = _decode(data, charset) if is_text(media) or not media else None
     if not redactor.active:
-        _text_or_marker(out, data, text, redactor, None)
+        _text_or_marker(out, data, text, redactor, None, late)
         return out
     declared = is_json(media)
     doc = text if text is not None else data
@@ -321,7 +370,7 @@ def body_fields(
         out["text"] = NOT_STRUCTURED
         return out
     if not keyed and not declared:
-        _text_or_marker(out, data, text, redactor, None)
+        _text_or_marker(out, data, text, redactor, None, late)
         return out
     # JSON, or it looks like it (under any media type, text or not): never sent unjudged.
     if truncated:
@@ -337,12 +386,25 @@ def body_fields(
     return out
 
 
-def _text_or_marker(out: dict[str, Any], data: bytes, text: str | None, redactor: Redactor, marker: str | None) -> None:
-    """``text`` as is, or (when it is None) the marker if lists are on, else base64."""
+def _text_or_marker(
+    out: dict[str, Any],
+    data: bytes,
+    text: str | None,
+    redactor: Redactor,
+    marker: str | None,
+    late: list[bytes] | None,
+) -> None:
+    """``text`` as is, or (when it is None) the marker if lists are on, else base64
+    (late, for a large body when ``late`` is given)."""
     if text is not None:
         out["text"] = text
     elif marker is not None and redactor.active:
         out["text"] = marker
     else:
-        out["text"] = base64.b64encode(redactor.scrub_bytes(data)).decode("ascii")
+        data = redactor.scrub_bytes(data)
+        if late is not None and len(data) >= LATE_AT:
+            out["text"] = _late_token(len(late))
+            late.append(data)
+        else:
+            out["text"] = base64.b64encode(data).decode("ascii")
         out["encoding"] = "base64"

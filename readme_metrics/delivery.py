@@ -63,6 +63,7 @@ except ImportError:  # pragma: no cover - the [fast] extra is optional
 from readme_metrics import _sidecar
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
+from readme_metrics.bodies import fill_late, splice_late
 from readme_metrics.capture import Capture
 from readme_metrics.har import build_log
 from readme_metrics.redaction import Redactor
@@ -509,13 +510,21 @@ class Client:
             self._in_flight -= count
             self._handed_now += count
 
-    def build(self, capture: Capture | _sidecar.RawCapture) -> Log | None:
-        """One capture as a log object (redacted, masked); None if it must not be sent."""
+    def build(self, capture: Capture | _sidecar.RawCapture, late: list[bytes] | None = None) -> Log | None:
+        """One capture as a log object (redacted, masked); None if it must not be sent.
+        ``late``: large binary bodies go there, to be base64-encoded as the log is encoded
+        (:func:`readme_metrics.bodies.splice_late`; only without a mask hook)."""
         cfg = self.config
         try:
             if isinstance(capture, _sidecar.RawCapture):  # in the delivery process: decoded here
                 capture = capture.decode()
-            log = build_log(capture, self.redactor, development=cfg.development_mode, log_body=cfg.log_body)
+            log = build_log(
+                capture,
+                self.redactor,
+                development=cfg.development_mode,
+                log_body=cfg.log_body,
+                late=late if cfg.mask is None else None,
+            )
         except Exception as exc:
             self._count_dropped("build_error", 1)
             warn_limited("build", "readme_metrics: could not build a log (%s: %s)", type(exc).__name__, exc)
@@ -539,14 +548,20 @@ class Client:
 
     def encode_one(self, capture: Capture | _sidecar.RawCapture) -> Encoded | None:
         """One capture's log, built and encoded (the API key scrubbed if it is in it); None
-        if it cannot be (counted: ``build_error`` or ``encode_error``)."""
-        log = self.build(capture)
+        if it cannot be (counted: ``build_error`` or ``encode_error``). A large binary body
+        is base64-encoded straight into the encoding (:func:`splice_late`): its base64
+        never exists as text too."""
+        late: list[bytes] = []
+        log = self.build(capture, late)
         if log is None:
             return None
         try:
             data = _dumps(log)
             if self._key_json is not None and self._key_json in data:
+                fill_late(log, late)  # rare: the whole log is scrubbed, as any other
                 data = _dumps(self.redactor.scrub(log))
+            if late:
+                data = splice_late(data, late)
         except (TypeError, ValueError, RecursionError):
             self._count_dropped("encode_error", 1)
             return None

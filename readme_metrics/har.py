@@ -135,8 +135,10 @@ def _redirect_url(headers: list[dict[str, str]]) -> str:
     return ""
 
 
-def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) -> dict[str, Any]:
-    """The HAR 1.2 entry of one exchange."""
+def build_entry(
+    capture: Capture, redactor: Redactor, *, log_body: bool = True, late: list[bytes] | None = None
+) -> dict[str, Any]:
+    """The HAR 1.2 entry of one exchange (``late``: see :func:`readme_metrics.bodies.body_fields`)."""
     end = capture.end_mono if capture.end_mono is not None else capture.start_mono
     first = capture.response_start_mono if capture.response_start_mono is not None else end
     wait_ms = max(0.0, (first - capture.start_mono) * 1000)
@@ -163,7 +165,7 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
     if log_body and capture.request_body.size:
         sent_type, sent_encoding = _content_headers(sent_headers)
         request["postData"] = body_fields(
-            capture.request_body, sent_type, redactor, request=True, content_encoding=sent_encoding
+            capture.request_body, sent_type, redactor, request=True, content_encoding=sent_encoding, late=late
         )
 
     content: dict[str, Any] = {"size": capture.response_body.size, "mimeType": ""}
@@ -171,7 +173,12 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
     if log_body and capture.response_body.size:
         content.update(
             body_fields(
-                capture.response_body, response_type, redactor, request=False, content_encoding=response_encoding
+                capture.response_body,
+                response_type,
+                redactor,
+                request=False,
+                content_encoding=response_encoding,
+                late=late,
             )
         )
     else:
@@ -206,8 +213,16 @@ def build_entry(capture: Capture, redactor: Redactor, *, log_body: bool = True) 
     return entry
 
 
-def build_log(capture: Capture, redactor: Redactor, *, development: bool, log_body: bool = True) -> dict[str, Any]:
-    """The wire log object of one exchange.
+def build_log(
+    capture: Capture,
+    redactor: Redactor,
+    *,
+    development: bool,
+    log_body: bool = True,
+    late: list[bytes] | None = None,
+) -> dict[str, Any]:
+    """The wire log object of one exchange (``late``: large binary bodies to be
+    base64-encoded late, see :func:`readme_metrics.bodies.splice_late`).
 
     The API key scrub is not done here: the delivery worker searches the encoded batch
     once for the key and scrubs (:meth:`Redactor.scrub`) only a batch that holds it.
@@ -230,7 +245,7 @@ def build_log(capture: Capture, redactor: Redactor, *, development: bool, log_bo
             "log": {
                 "version": "1.2",
                 "creator": CREATOR,
-                "entries": [build_entry(capture, redactor, log_body=log_body)],
+                "entries": [build_entry(capture, redactor, log_body=log_body, late=late)],
             }
         },
     }

@@ -345,16 +345,7 @@ class Redactor:
             return value
         if isinstance(value, str):
             return value.replace(key, REDACTED) if key in value else value
-        stack = [value] if isinstance(value, (dict, list)) else []
-        while stack:
-            node = stack.pop()
-            for k, item in node.items() if type(node) is dict else enumerate(node):
-                kind = type(item)
-                if kind is str:
-                    if key in item:
-                        node[k] = item.replace(key, REDACTED)
-                elif kind is dict or kind is list:
-                    stack.append(item)
+        replace_strings(value, lambda text: text.replace(key, REDACTED) if key in text else None)
         return value
 
     def scrub_bytes(self, data: bytes) -> bytes:
@@ -363,6 +354,22 @@ class Redactor:
             return data
         key = self.api_key.encode("utf-8")
         return data.replace(key, REDACTED.encode()) if key in data else data
+
+
+def replace_strings(value: Any, new: Callable[[str], str | None]) -> None:
+    """Every string in the dicts and lists of ``value`` (walked, in place) for which
+    ``new`` gives a string replaced by it (None: kept)."""
+    stack = [value] if isinstance(value, (dict, list)) else []
+    while stack:
+        node = stack.pop()
+        for k, item in node.items() if type(node) is dict else enumerate(node):
+            kind = type(item)
+            if kind is str:
+                replacement = new(item)
+                if replacement is not None:
+                    node[k] = replacement
+            elif kind is dict or kind is list:
+                stack.append(item)
 
 
 def _keyed_only(doc: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import random
 import string
 import zlib
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from readme_metrics import MetricsApiConfig, redaction
 from readme_metrics._hooks import Hooks
 from readme_metrics._sidecar import RawCapture
-from readme_metrics.bodies import ENCODED, MULTIPART, NOT_STRUCTURED, TRUNCATED, UNPARSABLE, decompress
+from readme_metrics.bodies import ENCODED, LATE_AT, MULTIPART, NOT_STRUCTURED, TRUNCATED, UNPARSABLE, decompress
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import Client
 from readme_metrics.har import build_log
@@ -505,6 +506,49 @@ def test_api_key_scrubbed_after_every_decoding() -> None:
     assert API_KEY in json.dumps(build(cases[0]))
 
 
+@pytest.mark.parametrize(
+    ("key", "key_in_header"),
+    [(API_KEY, False), (API_KEY, True), ("late-base64", False)],
+    ids=["bodies-only", "key-in-a-header", "key-in-the-token"],
+)
+def test_large_binary_bodies_encoded_late_are_the_same_log_without_the_key(key: str, key_in_header: bool) -> None:
+    # The delivery process writes a large binary body's base64 straight into the encoded
+    # log (splice_late): the log is the one built whole, the key scrubbed from the bytes
+    # (before base64) as from everything else. When the log holds the key elsewhere, it
+    # is scrubbed whole (fill_late first), even a key that the token itself contains.
+    rng = random.Random(6)
+    request_body = rng.randbytes(LATE_AT) + key.encode() + rng.randbytes(1000)
+    response_body = rng.randbytes(3 * LATE_AT)
+    made = [
+        make_capture(
+            request_headers=[("Content-Type", "application/octet-stream")]
+            + ([("X-Echo", f"my key is {key}")] if key_in_header else []),
+            request_body=request_body,
+            response_headers=[("Content-Type", "image/png")],
+            response_body=response_body,
+        )
+        for _ in range(2)
+    ]
+    made[0].log_id = "0f0e0d0c-0b0a-4908-8706-050403020100"
+    for name in ("log_id", "started_at", "start_mono", "response_start_mono", "end_mono"):
+        setattr(made[1], name, getattr(made[0], name))
+    cfg = MetricsApiConfig(key, None, metrics_server="http://127.0.0.1:9")
+    client = Client(cfg)
+    encoded = client.encode_one(RawCapture.of(made[0]))
+    assert client.stats()["dropped"] == {}
+    assert encoded is not None and key.encode() not in encoded.data
+    late = json.loads(encoded.data)
+    assert late == json.loads(encoded_batch(made[1], cfg))[0]  # as the in-process worker sends it
+    sent = entry(late)["request"]
+    assert sent["postData"]["encoding"] == "base64"
+    assert base64.b64decode(sent["postData"]["text"]) == request_body.replace(key.encode(), REDACTED.encode())
+    assert base64.b64decode(entry(late)["response"]["content"]["text"]) == response_body
+    assert (f"my key is {REDACTED}" in json.dumps(sent["headers"])) is key_in_header
+
+
+# ======================================================================================
+# JSON bodies
+# ======================================================================================
 # ======================================================================================
 # JSON bodies
 # ======================================================================================

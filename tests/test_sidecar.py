@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import random
 import signal
 import time
 import uuid
@@ -27,8 +28,9 @@ from readme_metrics import MetricsApiConfig, MetricsMiddleware, _sidecar
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.har import ANONYMOUS_GROUP, build_group
 from tests.apps import delivery_app
+from tests.integration import request_body, response_body
 from tests.servers import uvicorn
-from tests.standin import MetricsStandIn, entry, wait_until
+from tests.standin import MetricsStandIn, entry, header_value, wait_until
 
 QUEUED_ENV = {"RM_BUFFER_LENGTH": "50", "RM_FLUSH_INTERVAL": "60"}  # events wait in the queue
 
@@ -447,6 +449,36 @@ def test_a_burst_larger_than_a_paced_slice_arrives_whole_and_counted(api: Metric
         assert stats["delivery_process"] is not None
         assert (stats["queued"], stats["sent"], stats["waiting"], stats["dropped"]) == (count, count, 0, {})
         assert sorted(arrived_ids(api)) == sorted(f"c-{n}" for n in range(count))
+    finally:
+        client.close(2)
+
+
+def test_large_binary_bodies_arrive_whole_from_the_delivery_process(api: MetricsStandIn) -> None:
+    # Cut apart by the reader (SPLIT_AT), base64-encoded late into the JSON (LATE_AT):
+    # the bytes arrive as they were, each log once. The child's malloc gives large
+    # blocks back when freed, unless the app's environment says otherwise.
+    rng = random.Random(3)
+    bodies = {n: (rng.randbytes(70_000 + n), rng.randbytes(300_000 + n)) for n in range(3)}
+    client = _sidecar_client(api, buffer_length=len(bodies))
+    try:
+        for n, (sent, answered) in bodies.items():
+            capture = make_capture(n)
+            capture.request_headers = [("X-Test-Id", f"c-{n}"), ("Content-Type", "application/octet-stream")]
+            capture.response_headers = [("Content-Type", "application/pdf")]
+            capture.request_body, capture.response_body = BodyCopy(1 << 20), BodyCopy(1 << 20)
+            capture.request_body.add(sent)
+            capture.response_body.add(answered)
+            assert client.submit(capture)
+        assert client.flush(20)
+        pid = client.stats()["delivery_process"]
+        assert pid is not None
+        assert sorted(arrived_ids(api)) == ["c-0", "c-1", "c-2"]
+        for log in api.logs:
+            n = int(header_value(entry(log)["request"]["headers"], "X-Test-Id")[2:])
+            assert request_body(log) == bodies[n][0]
+            assert response_body(log) == bodies[n][1]
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            assert b"MALLOC_MMAP_THRESHOLD_=131072" in environ.read().split(b"\0")
     finally:
         client.close(2)
 
