@@ -330,7 +330,15 @@ class Client:
         self._full_batch = min(self.config.max_batch_events, self.config.max_queue_events)
         self._hand_mode = self._handing()
         self._pid = os.getpid()
+        old = getattr(self, "_cond", None)
         self._cond = threading.Condition(threading.Lock())
+        # A worker still waiting on the old state ends (see _take). Never blocks: in a
+        # forked child the old lock may be held by a thread that did not come along.
+        if old is not None and old.acquire(blocking=False):
+            try:
+                old.notify_all()
+            finally:
+                old.release()
         # (capture, its approx_bytes, when it was queued): the size is computed once.
         self._queue: collections.deque[tuple[Queued, int, float]] = collections.deque()
         self._queued_bytes = 0
@@ -432,11 +440,20 @@ class Client:
     # -- worker ------------------------------------------------------------------------
 
     def _take(self) -> list[Queued] | None:
-        """Wait for a batch; None when stopping with nothing left."""
+        """Wait for a batch; None when stopping with nothing left, or when this thread no
+        longer serves the client: a fork the at-fork hook missed, noticed at submit, gave
+        the client fresh state (a new lock and queue, and a worker of their own)."""
         cfg = self.config
-        with self._cond:
+        cond = self._cond
+
+        def wait(timeout: float | None = None) -> bool:
+            cond.wait(timeout)
+            return self._cond is cond
+
+        with cond:
             while not self._queue and not self._stopping:
-                self._cond.wait()
+                if not wait():
+                    return None
             if not self._queue:
                 if self._thread is threading.current_thread():
                     self._thread = None
@@ -449,7 +466,8 @@ class Client:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                if not wait(remaining):
+                    return None
             # Under load, let the batch grow: one post (or hand-over) per gap at most.
             gap_end = self._last_take + (HAND_GAP if handing else MIN_POST_GAP)
             while (
@@ -460,7 +478,8 @@ class Client:
                 remaining = gap_end - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                if not wait(remaining):
+                    return None
             self._last_take = time.monotonic()
             return self._pop_locked(None if handing else BATCH_BYTES)
 

@@ -517,18 +517,25 @@ def test_memory_transport_collects_what_would_be_sent() -> None:
         MemoryTransport.attach(object())
 
 
-def test_a_fork_the_hook_missed_is_noticed_at_submit() -> None:
+def test_a_fork_the_hook_missed_is_noticed_at_submit(monkeypatch: pytest.MonkeyPatch) -> None:
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
     config = MetricsApiConfig("any-key", delivery_app.group)
     sent = MemoryTransport.attach(config)
     middleware = delivery_app.ControlledMiddleware(delivery_app.app, config)
     with WerkzeugClient(middleware).get("/hello"):
         pass
     assert sent.flush() and middleware.stats()["sent"] == 1
+    old_worker = middleware.client._thread
+    assert old_worker is not None
     middleware.client._pid = -1  # as if forked without os.register_at_fork running
     with WerkzeugClient(middleware).get("/hello"):
         pass
     assert sent.flush() and len(sent.logs) == 2
     assert middleware.stats()["sent"] == 1  # the "child" started with fresh counters
+    # (A real fork leaves no old worker behind; here it is one, and it ends quietly.)
+    old_worker.join(5)
+    assert not old_worker.is_alive() and errors == []
     middleware.client.close(timeout=1)
 
 
