@@ -481,22 +481,23 @@ class Client:
                 if not wait(remaining):
                     return None
             self._last_take = time.monotonic()
-            return self._pop_locked(None if handing else BATCH_BYTES)
+            return self._pop_locked()
 
     def _hurry_locked(self) -> bool:
         """Whether to send what is queued now: stopping, flushing or closing."""
         return self._stopping or self._flushing > 0 or self._deadline is not None
 
-    def _pop_locked(self, max_bytes: int | None = None) -> list[Queued]:
-        """The next batch: at most ``max_batch_events``, and (when given) ``max_bytes``
-        worth of captures, or the first alone if it is larger."""
+    def _pop_locked(self) -> list[Queued]:
+        """The next batch: at most ``max_batch_events``, and, when it is built here (not
+        handed to the delivery process), at most ``BATCH_BYTES`` worth of captures, or the
+        first alone if it is larger."""
         queue = self._queue
         count = min(len(queue), self.config.max_batch_events)
-        if max_bytes is not None:
+        if not self._hand_mode:
             total = 0
             for index in range(count):
                 total += queue[index][1]
-                if total > max_bytes and index:
+                if total > BATCH_BYTES and index:
                     count = index
                     break
         items = [queue.popleft() for _ in range(count)]
@@ -965,7 +966,7 @@ class Client:
     def _drain_inline_locked(self, deadline: float | None) -> None:
         """Deliver the queue in this thread (the lock is released while sending)."""
         while self._queue and (deadline is None or time.monotonic() < deadline):
-            batch = self._pop_locked(None if self._hand_mode else BATCH_BYTES)
+            batch = self._pop_locked()
             self._cond.release()
             try:
                 self._process(batch)

@@ -224,8 +224,9 @@ def build_log(
     """The wire log object of one exchange (``late``: large binary bodies to be
     base64-encoded late, see :func:`readme_metrics.bodies.splice_late`).
 
-    The API key scrub is not done here: the delivery worker searches the encoded batch
-    once for the key and scrubs (:meth:`Redactor.scrub`) only a batch that holds it.
+    The API key scrub is not done here: the delivery worker searches the encoding for the
+    key (each log's in the delivery process, each batch's in the app's process) and scrubs
+    (:meth:`Redactor.scrub`) only what holds it.
 
     A group the grouping function got wrong is logged as a warning and replaced by
     :data:`ANONYMOUS_GROUP`: the exchange is kept, attributed to nobody.

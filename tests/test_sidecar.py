@@ -453,10 +453,18 @@ def test_a_burst_larger_than_a_paced_slice_arrives_whole_and_counted(api: Metric
         client.close(2)
 
 
-def test_large_binary_bodies_arrive_whole_from_the_delivery_process(api: MetricsStandIn) -> None:
+def child_environ(pid: int) -> list[bytes]:
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        return environ.read().split(b"\0")
+
+
+def test_large_binary_bodies_arrive_whole_from_the_delivery_process(
+    api: MetricsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Cut apart by the reader (SPLIT_AT), base64-encoded late into the JSON (LATE_AT):
     # the bytes arrive as they were, each log once. The child's malloc gives large
-    # blocks back when freed, unless the app's environment says otherwise.
+    # blocks back when freed.
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     rng = random.Random(3)
     bodies = {n: (rng.randbytes(70_000 + n), rng.randbytes(300_000 + n)) for n in range(3)}
     client = _sidecar_client(api, buffer_length=len(bodies))
@@ -477,8 +485,24 @@ def test_large_binary_bodies_arrive_whole_from_the_delivery_process(api: Metrics
             n = int(header_value(entry(log)["request"]["headers"], "X-Test-Id")[2:])
             assert request_body(log) == bodies[n][0]
             assert response_body(log) == bodies[n][1]
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            assert b"MALLOC_MMAP_THRESHOLD_=131072" in environ.read().split(b"\0")
+        assert b"MALLOC_MMAP_THRESHOLD_=131072" in child_environ(pid)
+    finally:
+        client.close(2)
+
+
+def test_the_apps_malloc_setting_wins_in_the_delivery_process(
+    api: MetricsStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    client = _sidecar_client(api)
+    try:
+        assert client.submit(make_capture(0)) and client.flush(20)
+        pid = client.stats()["delivery_process"]
+        assert pid is not None
+        environ = child_environ(pid)
+        assert b"MALLOC_MMAP_THRESHOLD_=65536" in environ
+        assert b"MALLOC_MMAP_THRESHOLD_=131072" not in environ
+        assert arrived_ids(api) == ["c-0"]
     finally:
         client.close(2)
 
