@@ -5,12 +5,12 @@
 Makes ``--events`` realistic captures (a POST with a dozen request headers, a query, 1 KiB
 JSON bodies each way), submits them all to a :class:`readme_metrics.delivery.Client`
 pointed at the metrics endpoint at ``--url`` (``bench/sink.py``), and times submit to the
-return of ``flush()``. The client has the default settings except a queue large enough
-for every event (nothing is dropped): by default the logs are built and posted by the
-delivery process, so ``app_cpu_us`` (the CPU this process spent per event, hand-over
-included) is what the app pays; ``in_process`` (``delivery_process=False``) builds and
-posts in this one process. Also timed apart, on a sample: building one log (HAR,
-redaction) and encoding (JSON), per event. ``--json`` prints one JSON line.
+return of ``flush()``. The client has the default settings and ``denylist=["password",
+"x-secret"]``, and a queue large enough for every event (nothing is dropped).
+``app_cpu_us`` is the CPU this process spent per event (submit, build, encode, post), so
+``1e6 / app_cpu_us`` is the rate one core sustains. Also timed apart, on a sample:
+building one log object (HAR, redaction) and building and encoding it (the worker's
+whole step), per event. ``--json`` prints one JSON line.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import time
 from typing import Any
 
 from readme_metrics import MetricsApiConfig
+from readme_metrics.build.har import build_log
 from readme_metrics.capture import BodyCopy, Capture
-from readme_metrics.delivery import Client, encode_batch
+from readme_metrics.delivery import Client
 
 BODY = json.dumps(
     {
@@ -66,9 +67,7 @@ def _body(max_body: int) -> BodyCopy:
 
 
 def make_captures(n: int, max_body: int) -> list[Capture]:
-    """``n`` captures, each with its own body copies: handing a capture to the delivery
-    process takes its copies over (``BodyCopy.seal``), so copies shared between captures
-    would leave every capture after the first without its bodies."""
+    """``n`` captures, each with its own body copies."""
     captures = []
     for i in range(n):
         capture = Capture(
@@ -97,21 +96,24 @@ def measure(url: str, events: int, **options: Any) -> dict[str, Any]:
         metrics_server=url,
         max_queue_events=events + 1,
         max_queue_bytes=2**34,
+        denylist=["password", "x-secret"],
         **options,
     )
     client = Client(config)
     captures = make_captures(events, config.max_body_bytes)
 
     sample = captures[: min(2000, events)]
+    builder = client.builder
     started = time.perf_counter()
-    logs = [client.build(c) for c in sample]
+    for capture in sample:
+        build_log(capture, builder.redactor, development=False)
     build_s = time.perf_counter() - started
     started = time.perf_counter()
-    for i in range(0, len(logs), config.max_batch_events):
-        encode_batch(logs[i : i + config.max_batch_events])  # type: ignore[arg-type]
+    for capture in sample:
+        builder.encode(capture)
     encode_s = time.perf_counter() - started
 
-    client.submit(make_captures(1, config.max_body_bytes)[0])  # started: a delivery process's start is not timed
+    client.submit(make_captures(1, config.max_body_bytes)[0])  # the worker and the connection started
     client.flush(timeout=60)
     cpu = time.process_time()
     started = time.perf_counter()
@@ -134,7 +136,6 @@ def measure(url: str, events: int, **options: Any) -> dict[str, Any]:
         "events_per_s": (stats["sent"] - 1) / seconds,
         "bytes_per_event": stats["bytes_sent"] / max(1, stats["sent"]),
         "app_cpu_us": cpu / events * 1e6,
-        "delivery_process": stats["delivery_process"] is not None,
         "build_us": build_s / len(sample) * 1e6,
         "encode_us": encode_s / len(sample) * 1e6,
     }
@@ -148,10 +149,9 @@ def main() -> None:
     args = parser.parse_args()
     results = {
         "default": measure(args.url, args.events),
-        "in_process": measure(args.url, args.events, delivery_process=False),
         "compress": measure(args.url, args.events, compress=True),
     }
-    for name in ("default", "in_process"):  # uncompressed: each log carries both bodies
+    for name in ("default",):  # uncompressed: each log carries both bodies
         if results[name]["bytes_per_event"] < 2 * len(BODY):
             raise SystemExit(
                 f"{name}: {results[name]['bytes_per_event']:.0f} bytes posted per event, "

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from readme_metrics._log import warn_limited
-from readme_metrics.har import ANONYMOUS_GROUP, header_pairs
+from readme_metrics.capture import ANONYMOUS_GROUP, header_pairs
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig

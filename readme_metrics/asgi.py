@@ -69,8 +69,7 @@ from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
-from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
-from readme_metrics.har import header_pairs
+from readme_metrics.capture import BodyCopy, Capture, header_pairs, path_as_latin1
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig

@@ -4,7 +4,7 @@ Both middlewares (WSGI and ASGI) translate their protocol into a :class:`Capture
 else about the protocol reaches the rest of the SDK. A capture is cheap to fill: raw
 strings, headers as the protocol gives them (ASGI's byte pairs are not even decoded), a
 bounded copy of each body, and timestamps. Decoding, parsing, HAR building and redaction
-happen later, on the worker (see :mod:`readme_metrics.har`). Every field but ``group``
+happen later, on the worker (see :mod:`readme_metrics.build.har`). Every field but ``group``
 and the two body copies is plain data, so a capture can be handed to another process.
 """
 
@@ -15,6 +15,34 @@ from collections.abc import Sequence
 from time import monotonic as _monotonic
 from time import time as _time
 from typing import Any
+
+#: Group of an exchange whose grouping function failed: logged, but attributed to nobody.
+ANONYMOUS_GROUP = {"id": "anonymous", "label": "anonymous"}
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def header_pairs(headers: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
+    """A capture's header list as ``(str, str)`` pairs, order and repeats kept.
+
+    The request path keeps headers as the protocol gave them (see :class:`Capture`):
+    ``(str, str)`` pairs are taken as they are, ASGI's ``(bytes, bytes)`` pairs are decoded
+    as latin-1 (what HTTP allows), and anything else an app put in a header list is made
+    text rather than refused.
+    """
+    if not headers:
+        return []
+    if isinstance(headers[0][0], str):
+        return [
+            (name, value) if type(name) is str and type(value) is str else (_text(name), _text(value))
+            for name, value in headers
+        ]
+    try:
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+    except (AttributeError, TypeError, ValueError):  # a mix: one by one
+        return [(_text(item[0]), _text(item[1])) for item in headers]
 
 
 def path_as_latin1(path: str) -> str:
@@ -140,7 +168,7 @@ class Capture:
     (WSGI, Django: HTTP names derived from the CGI names; apps' response headers as given)
     or, from ASGI, the ``(bytes, bytes)`` pairs of the scope and of
     ``http.response.start`` as they are (lower-case names); the builder decodes them
-    (:func:`readme_metrics.har.header_pairs`). Times: ``started_at`` is the wall clock (for
+    (:func:`header_pairs`). Times: ``started_at`` is the wall clock (for
     ``startedDateTime``); durations come from the ``*_mono`` monotonic stamps.
 
     Every field holds plain data (str, bytes, numbers, bools, None, lists and tuples of

@@ -13,10 +13,11 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from readme_metrics.redaction import DEFAULT_MAX_BODY_BYTES
 from readme_metrics.retry import Retry
 
 DEFAULT_METRICS_SERVER = "https://metrics.readme.io"
+#: Default of ``max_body_bytes``: most bytes of each body kept for the log.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 METRICS_SERVER_ENV = "README_METRICS_SERVER"
 
 #: The grouping function receives the framework's request object and returns a mapping
@@ -118,7 +119,6 @@ class MetricsApiConfig:
         compress: bool = False,
         retry: Retry | None = None,
         documentation_header: bool = True,
-        delivery_process: bool = True,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("api_key must be a non-empty string (your ReadMe API key)")
@@ -163,7 +163,6 @@ class MetricsApiConfig:
         self.send_cookies = bool(send_cookies)
         self.trust_forwarded_headers = bool(trust_forwarded_headers)
         self.compress = bool(compress)
-        self.delivery_process = bool(delivery_process)
         self.documentation_header = bool(documentation_header)
         self.skip = _resolve_callable(skip, "skip")
         if mask is not None and mask_event is not None:

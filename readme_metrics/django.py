@@ -49,7 +49,7 @@ from readme_metrics._hooks import Hooks
 from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
 from readme_metrics.config import MetricsApiConfig
 from readme_metrics.doclink import HEADER
-from readme_metrics.wsgi import _InputCopy, environ_headers, read_unread_body
+from readme_metrics.wsgi import InputCopy, environ_headers, read_unread_body
 
 __all__ = ["MetricsMiddleware"]
 
@@ -250,7 +250,7 @@ class MetricsMiddleware(Adapter):
         )
         stream = getattr(request, "_stream", None)
         if stream is not None and self.max_body:
-            request._stream = _InputCopy(stream, capture.request_body)
+            request._stream = InputCopy(stream, capture.request_body)
         return _Exchange(self, request, capture)
 
     def _read_unread_body(self, request: Any, capture: Capture) -> None:

@@ -1,115 +1,75 @@
 """Test helpers for apps that use the SDK: see what would have been sent, send nothing.
 
-:class:`MemoryTransport` replaces the HTTP transport of a configuration: every batch the
-SDK would have posted to the metrics API is kept in memory instead, exactly as it would
-have gone over the wire (JSON-encoded, then decoded back), so a test can assert on it::
+:class:`MemoryTransport` replaces the exporter of a configuration: every log the SDK would
+have posted to the metrics API is kept in memory instead, decoded from the very bytes that
+would have gone over the wire, so a test can assert on it::
+
+    from flask import Flask
 
     from readme_metrics import MetricsApiConfig, MetricsMiddleware
     from readme_metrics.testing import MemoryTransport
 
-    config = MetricsApiConfig("any-key", lambda req: {"api_key": "k-1234", "label": "Tester"})
+    app = Flask(__name__)
+    app.get("/ping")(lambda: {"pong": True})
+
+    config = MetricsApiConfig("any-key", lambda req: {"api_key": "k-1234", "label": "Tester"},
+                              base_log_url="https://docs.example.test")
     sent = MemoryTransport.attach(config)          # before or after wrapping the app
     app.wsgi_app = MetricsMiddleware(app.wsgi_app, config)
 
-    app.test_client().get("/ping")
+    with app.test_client().get("/ping"):           # the log is made when the response closes
+        pass
     sent.flush()                                   # wait for the worker to hand it over
     assert sent.entries[0]["request"]["url"] == "http://localhost/ping"
     assert sent.logs[0]["group"]["label"] == "Tester"
 
 Everything else runs for real: the queue, the worker thread, HAR building, redaction and
-your ``mask`` hook. ``attach`` accepts a ``MetricsApiConfig`` or a middleware.
+your ``mask`` hook. ``attach`` accepts a ``MetricsApiConfig`` or a middleware. (Give
+``base_log_url``, or the SDK asks the metrics server for it to set the
+``x-documentation-url`` header.)
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from typing import Any
 
-from readme_metrics.delivery import Batch, Client, DeliveryError, client_for
+from readme_metrics.delivery import Client, client_for
+from readme_metrics.exporters import MemoryExporter
 
-Log = dict[str, Any]
 
-
-class MemoryTransport:
-    """A transport that keeps the log objects instead of posting them.
-
-    - ``logs``: every log object delivered so far, oldest first.
-    - ``batches``: the same logs, grouped as they would have been posted.
-    - ``entries``: the HAR entry of each log (one per logged exchange).
-    - ``fail_with``: set to an HTTP status (e.g. 503) to make the next sends fail
-      as the API would; ``None`` (the default) accepts everything.
-    """
+class MemoryTransport(MemoryExporter):
+    """A :class:`~readme_metrics.exporters.MemoryExporter` installed on a configuration's
+    client: ``logs``, ``batches``, ``entries``, ``fail_with``, ``wait_for`` and ``clear``
+    as there, plus :meth:`flush` and :meth:`stats` of the client it serves."""
 
     def __init__(self) -> None:
-        self.batches: list[list[Log]] = []
-        self.fail_with: int | None = None
+        super().__init__()
         self._client: Client | None = None
-        self._cond = threading.Condition()
 
     @classmethod
     def attach(cls, target: Any) -> MemoryTransport:
-        """A new transport, installed on ``target``: a ``MetricsApiConfig`` or a
-        middleware built from one. Returns the transport."""
+        """A new one, installed on ``target``: a ``MetricsApiConfig`` or a middleware
+        built from one."""
         transport = cls()
         transport.install(target)
         return transport
 
     def install(self, target: Any) -> None:
-        """Make ``target``'s client (config or middleware) send to this transport."""
+        """Make ``target``'s client (config or middleware) deliver here."""
         client = getattr(target, "client", None)
         if not isinstance(client, Client):
             config = getattr(target, "config", target)
             if not hasattr(config, "api_key"):
                 raise TypeError(f"expected a MetricsApiConfig or a middleware, not {type(target).__name__}")
             client = client_for(config)
-        client.set_transport(self)
+        client.set_exporter(self)
         self._client = client
 
-    # -- the Transport protocol --------------------------------------------------------
-
-    def send(self, batch: Batch, timeout: float) -> int:
-        status = self.fail_with
-        if status is not None:
-            raise DeliveryError(f"MemoryTransport.fail_with = {status}", status)
-        logs: list[Log] = json.loads(batch.body)
-        with self._cond:
-            self.batches.append(logs)
-            self._cond.notify_all()
-        return len(batch.body)
-
-    def close(self) -> None:
-        pass
-
-    # -- for tests ---------------------------------------------------------------------
-
-    @property
-    def logs(self) -> list[Log]:
-        with self._cond:
-            return [log for batch in self.batches for log in batch]
-
-    @property
-    def entries(self) -> list[dict[str, Any]]:
-        return [entry for log in self.logs for entry in log["request"]["log"]["entries"]]
-
-    def clear(self) -> None:
-        with self._cond:
-            self.batches.clear()
-
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything the app logged so far was handed to this transport."""
+        """Wait until everything the app logged so far was handed over."""
         if self._client is None:
             return True
         return self._client.flush(timeout)
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[Log]:
-        """The logs, once at least ``count`` arrived (AssertionError after ``timeout``)."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: sum(map(len, self.batches)) >= count, timeout):
-                raise AssertionError(
-                    f"{sum(map(len, self.batches))} of {count} expected logs arrived within {timeout}s"
-                )
-            return [log for batch in self.batches for log in batch]
 
     def stats(self) -> dict[str, Any]:
         """The client's counters (see docs/delivery.md)."""

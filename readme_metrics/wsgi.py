@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
 
 
-class _InputCopy:
+class InputCopy:
     """``wsgi.input`` with what the app reads copied into a :class:`BodyCopy`."""
 
     def __init__(self, stream: Any, body: BodyCopy) -> None:
@@ -272,7 +272,7 @@ class WsgiMetricsMiddleware(Adapter):
         )
         copied = "wsgi.input" in environ and bool(environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ)
         if copied:
-            environ["wsgi.input"] = _InputCopy(environ["wsgi.input"], capture.request_body)
+            environ["wsgi.input"] = InputCopy(environ["wsgi.input"], capture.request_body)
         return _Exchange(self, capture, environ, start_response, copied)
 
 
@@ -283,7 +283,7 @@ def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: 
     reading the socket itself could block on a client that never sends its body. Otherwise
     the log keeps the declared size and no text.
     """
-    if not isinstance(stream, _InputCopy) or capture.request_body.size or not limit:
+    if not isinstance(stream, InputCopy) or capture.request_body.size or not limit:
         return
     try:
         length = int(content_length or 0)

@@ -15,10 +15,10 @@ import pytest
 from werkzeug.test import Client as WerkzeugClient
 
 from readme_metrics import MetricsApiConfig, MetricsMiddleware
+from readme_metrics.build.har import build_log, iso_time, status_text
+from readme_metrics.build.redaction import Redactor, mask
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import Client
-from readme_metrics.har import build_log, iso_time, status_text
-from readme_metrics.redaction import Redactor, mask
 from readme_metrics.testing import MemoryTransport
 from readme_metrics.wsgi import WsgiMetricsMiddleware
 from tests.standin import Fault, MetricsStandIn, entry, wait_until, with_header
@@ -182,9 +182,7 @@ def test_full_queue_drops_and_counts_without_blocking(api: MetricsStandIn) -> No
     # The stand-in holds the first post for 3 s; meanwhile the queue (2 events) fills up.
     api.faults.append(Fault(status=200, delay=3))
     # The queue of this process (a delivery process has its own: tests/test_delivery.py).
-    config = MetricsApiConfig(
-        "test-api-key", group_of, metrics_server=api.url, max_queue_events=2, timeout=10, delivery_process=False
-    )
+    config = MetricsApiConfig("test-api-key", group_of, metrics_server=api.url, max_queue_events=2, timeout=10)
     client = Client(config)
     client.submit(make_capture(request_headers=[("X-Test-Id", "first")]))
     # The worker took it (nothing queued, one event waiting): the post is held by the API.
@@ -214,7 +212,7 @@ def test_background_mode_off_sends_synchronously(api: MetricsStandIn) -> None:
     assert api.logs == []  # waits for buffer_length
     client.submit(make_capture())
     assert len(api.logs) == 2  # sent before submit returned
-    assert client._thread is None
+    assert client.queue.worker is None
     # flush() sends a partial buffer at once.
     client.submit(make_capture(request_headers=[("X-Test-Id", "partial")]))
     assert api.matching(with_header("X-Test-Id", "partial")) == []
@@ -284,51 +282,55 @@ def test_dispatch_tells_wsgi_from_asgi() -> None:
 
 
 def test_json_encoding_is_the_same_with_and_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
-    from readme_metrics import delivery
+    from readme_metrics.build import encode
 
     capture = make_capture(request_headers=[("Content-Type", "application/json"), ("X-Name", "Zoë 日本")])
     capture.request_body.add('{"city": "Zürich", "n": 1}'.encode())
     capture.finish(completed=True)
     logs: list[dict[Any, Any]] = [build_log(capture, Redactor(), development=False), {"big": 2**70, 1: "non-str key"}]
-    assert delivery._orjson is not None, "the test extra installs orjson"
-    fast = delivery.encode_batch(logs)[0].body
-    monkeypatch.setattr(delivery, "_orjson", None)
-    slow = delivery.encode_batch(logs)[0].body
-    assert json.loads(fast) == json.loads(slow)
-    assert "Zürich".encode() in slow and "日本".encode() in fast  # UTF-8, not \\u escapes
+    assert encode._orjson is not None, "orjson is a dependency"
+    fast = [encode.dumps(log) for log in logs]
+    monkeypatch.setattr(encode, "_orjson", None)
+    slow = [encode.dumps(log) for log in logs]
+    assert [json.loads(x) for x in fast] == [json.loads(x) for x in slow]
+    assert "Zürich".encode() in slow[0] and "日本".encode() in fast[0]  # UTF-8, not \\u escapes
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
 def test_non_finite_numbers_are_written_as_null(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
-    from readme_metrics import delivery
+    from readme_metrics.build import encode
 
     if not fast:
-        monkeypatch.setattr(delivery, "_orjson", None)
+        monkeypatch.setattr(encode, "_orjson", None)
     nan, inf = float("nan"), float("inf")
-    logs: list[dict[str, Any]] = [{"a": nan, "b": [inf, -inf, 1.5], "c": {"d": (nan,)}}, {"ok": 1}]
-    batch, unencodable = delivery.encode_batch(logs)
+    data = encode.dumps({"a": nan, "b": [inf, -inf, 1.5], "c": {"d": (nan,)}})
 
     def strict(constant: str) -> None:
         raise ValueError(f"not JSON: {constant}")
 
-    assert unencodable == 0 and len(batch) == 2
-    assert json.loads(batch.body, parse_constant=strict) == [
-        {"a": None, "b": [None, None, 1.5], "c": {"d": [None]}},
-        {"ok": 1},
-    ]
+    assert json.loads(data, parse_constant=strict) == {"a": None, "b": [None, None, 1.5], "c": {"d": [None]}}
 
 
-def test_an_empty_batch_encodes_as_an_empty_array() -> None:
-    from readme_metrics import delivery
+def test_a_batch_is_a_json_array_and_an_unencodable_log_is_counted_alone() -> None:
+    from readme_metrics.build import Builder, BuildError
+    from readme_metrics.exporters.readme import json_array
 
-    batch, unencodable = delivery.encode_batch([])
-    assert (batch.body, len(batch), unencodable) == (b"[]", 0, 0)
-    assert delivery.encode_batch([{"a": 1}])[0].body == b'[{"a":1}]'
-    # What cannot be encoded is left out and counted; the rest of the batch stays valid.
+    assert json_array([]) == b"[]"
+    assert json_array([b'{"a":1}', b'{"b":2}']) == b'[{"a":1},{"b":2}]'
+    # A mask hook that returns what JSON cannot hold loses that log only, counted.
     circular: list[Any] = []
     circular.append(circular)
-    batch, unencodable = delivery.encode_batch([{"a": 1}, {"loop": circular}, {"b": 2}])
-    assert json.loads(batch.body) == [{"a": 1}, {"b": 2}] and unencodable == 1
+    builder = Builder(Redactor(), mask=lambda log: {**log, "loop": circular} if log["_id"] == "bad" else log)
+    good, bad = make_capture(), make_capture()
+    for capture in (good, bad):
+        capture.finish(completed=True)
+    bad.log_id = "bad"
+    assert json.loads(builder.encode(good))["_id"] != "bad"
+    with pytest.raises(BuildError) as caught:
+        builder.encode(bad)
+    assert caught.value.reason == "encode_error"
+    counted: list[str] = []
+    assert builder.encode_or_count(bad, counted.append) is None and counted == ["encode_error"]
 
 
 def test_an_exception_that_cannot_be_printed_is_reraised_and_logged() -> None:

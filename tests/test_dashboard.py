@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from readme_metrics.redaction import mask
+from readme_metrics.build.redaction import mask
 from tests.collector_rig import collector, make_log, post
 from tests.servers import Server
 

@@ -136,14 +136,12 @@ def api() -> Iterator[MetricsStandIn]:
         yield standin
 
 
-@pytest.fixture(params=["process", "thread"])
-def make_app(request: pytest.FixtureRequest) -> Iterator[Callable[..., App]]:
-    """Apps delivering through a delivery process (the default) and, in a second run of
-    the test, from a worker thread in the app's process (``delivery_process=False``)."""
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., App]]:
+    """Apps served in this process, delivering from their worker thread; stopped after."""
     apps: list[App] = []
 
     def make(metrics_server: str, **settings: Any) -> App:
-        settings.setdefault("delivery_process", request.param == "process")
         app = App(metrics_server, **settings)
         apps.append(app)
         return app
@@ -272,10 +270,8 @@ def test_bounded_queue_while_down_everything_is_accounted_for(make_app: Callable
     wait_until(lambda: app.client.stats()["last_error"] is not None)  # the worker holds it
     for test_id in wanted[1:]:
         app.get(test_id)
-    # One batch in retry + 5 queued; the rest dropped. With a delivery process, its queue
-    # is the one that fills (a moment later), counted apart: those events were queued here.
-    full = "queue_full" if app.client.stats()["delivery_process"] is None else "delivery_queue_full"
-    wait_until(lambda: app.client.stats()["dropped"] == {full: 12 - 6}, what=f"dropped == {{{full!r}: 6}}")
+    # One batch in retry + 5 queued; the rest dropped.
+    wait_until(lambda: app.client.stats()["dropped"] == {"queue_full": 12 - 6}, what="dropped == {'queue_full': 6}")
     kept = 6
     with MetricsStandIn(port=port) as api:
         assert app.client.flush(timeout=10)
@@ -350,13 +346,14 @@ def test_close_keeps_to_its_deadline_across_clients(make_app: Callable[..., App]
         app.get(f"deadline-{n}")
     wait_until(lambda: all(app.client.stats()["retried"] >= 1 for app in apps))
     started = time.monotonic()
-    delivery._close_all()  # what atexit runs: one deadline for all, not one after the other
+    delivery.close_all()  # what atexit runs: one deadline for all, not one after the other
     elapsed = time.monotonic() - started
     assert elapsed < 1.0 + 0.5, f"3 clients with shutdown_timeout=1 took {elapsed:.2f}s to close"
     for app in apps:
         stats = app.client.stats()
         assert stats["dropped"] == {"shutdown": 1} and stats["waiting"] == 0
-        assert app.client._thread is None or not app.client._thread.is_alive()  # joined
+        worker = app.client.queue.worker
+        assert worker is None or not worker.is_alive()  # joined
 
 
 def test_no_worker_thread_can_start(
@@ -365,16 +362,19 @@ def test_no_worker_thread_can_start(
     # As at interpreter exit: threading refuses new threads. submit() must not raise into
     # the app, and flush() delivers inline, returning at its deadline (not looping forever).
     api.faults.extend(Fault(200, delay=0.5) for _ in range(3))  # slow but successful posts
-    app = make_app(api.url, max_batch_events=1, delivery_process=False)  # the thread's own case
+    app = make_app(api.url, max_batch_events=1)
     app.get("started")  # a worker is running: stop it, then forbid new ones
     assert app.client.flush(timeout=5)
     app.client.close(timeout=5)
-    wait_until(lambda: app.client._thread is None)
+    wait_until(lambda: app.client.queue.worker is None)
+    real_start = threading.Thread.start
 
-    def refuse(self: Any) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
+    def refuse(self: threading.Thread) -> None:
+        if self.name == "readme-metrics-worker":  # the server's own threads still start
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        real_start(self)
 
-    monkeypatch.setattr(type(app.client), "_start_locked", refuse)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
     wanted = ids("no-thread", 3)
     for test_id in wanted:
         app.get(test_id)  # served, and queued
@@ -393,18 +393,18 @@ def test_no_worker_thread_can_start(
 def test_an_unexpected_error_is_counted_and_the_worker_goes_on(
     api: MetricsStandIn, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(api.url, delivery_process=False)  # breaks the in-process builder
-    real_encode = app.client._encode
+    app = make_app(api.url)
+    real_encode = app.client.builder.encode_or_count
 
-    def broken(logs: list[dict[str, Any]]) -> Any:
+    def broken(*args: Any) -> Any:
         raise KeyError("an SDK bug")
 
-    monkeypatch.setattr(app.client, "_encode", broken)
+    monkeypatch.setattr(app.client.builder, "encode_or_count", broken)
     with caplog.at_level(logging.ERROR, logger="readme_metrics"):
         app.get("lost")
         wait_until(lambda: app.client.stats()["batches_failed"] == 1)
     assert "unexpected error" in caplog.text and "an SDK bug" in caplog.text
-    monkeypatch.setattr(app.client, "_encode", real_encode)
+    monkeypatch.setattr(app.client.builder, "encode_or_count", real_encode)
     app.get("after")
     assert app.client.flush(timeout=5)
     assert test_ids(api.logs) == ["after"]
@@ -467,7 +467,6 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
         "last_error",
         "last_error_time",
         "last_success",
-        "delivery_process",
     }
     app.get("stats")
     assert app.client.flush(timeout=5)
@@ -526,7 +525,7 @@ def test_a_fork_the_hook_missed_is_noticed_at_submit(monkeypatch: pytest.MonkeyP
     with WerkzeugClient(middleware).get("/hello"):
         pass
     assert sent.flush() and middleware.stats()["sent"] == 1
-    old_worker = middleware.client._thread
+    old_worker = middleware.client.queue.worker
     assert old_worker is not None
     middleware.client._pid = -1  # as if forked without os.register_at_fork running
     with WerkzeugClient(middleware).get("/hello"):

@@ -23,14 +23,15 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from readme_metrics import MetricsApiConfig, redaction
+from readme_metrics import MetricsApiConfig
 from readme_metrics._hooks import Hooks
-from readme_metrics._sidecar import RawCapture
-from readme_metrics.bodies import ENCODED, LATE_AT, MULTIPART, NOT_STRUCTURED, TRUNCATED, UNPARSABLE, decompress
+from readme_metrics.build import Builder, redaction
+from readme_metrics.build.bodies import ENCODED, LATE_AT, MULTIPART, NOT_STRUCTURED, TRUNCATED, UNPARSABLE, decompress
+from readme_metrics.build.har import build_log
+from readme_metrics.build.redaction import REDACTED, Redactor, looks_json, mask, redacted
 from readme_metrics.capture import BodyCopy, Capture
 from readme_metrics.delivery import Client
-from readme_metrics.har import build_log
-from readme_metrics.redaction import REDACTED, Redactor, looks_json, mask, redacted
+from readme_metrics.exporters.readme import json_array
 from tests.standin import MetricsStandIn, entry, header_value
 
 API_KEY = "test-api-key"
@@ -92,12 +93,9 @@ def config(**options: Any) -> MetricsApiConfig:
 
 
 def encoded_batch(capture: Capture, cfg: MetricsApiConfig) -> bytes:
-    """The encoded batch a real Client's worker would post for one capture: logs built,
-    encoded, and the API key searched for in the encoded batch (scrubbed if found)."""
-    client = Client(cfg)
-    batch = client._encode(client._build_logs([capture]))
-    assert batch is not None
-    return bytes(batch.body)
+    """The batch a real Client's worker would post for one capture: its log built,
+    encoded, searched for the API key (scrubbed if found), as a JSON array."""
+    return json_array([Client(cfg).builder.encode(capture)])
 
 
 def deliver(standin: MetricsStandIn, session: requests.Session, capture: Capture, cfg: MetricsApiConfig) -> str:
@@ -498,10 +496,6 @@ def test_api_key_scrubbed_after_every_decoding() -> None:
         body = encoded_batch(capture, config(denylist=["x"]))
         assert API_KEY.encode() not in body
         assert API_KEY not in json.dumps(json.loads(body), ensure_ascii=False)
-        # The delivery process encodes each log as it arrives, and scrubs it there.
-        encoded = Client(config(denylist=["x"])).encode_one(RawCapture.of(capture))
-        assert encoded is not None and API_KEY.encode() not in encoded.data
-        assert API_KEY not in json.dumps(json.loads(encoded.data), ensure_ascii=False)
     # Without it, the log itself holds the key: the scrub really is the worker's batch search.
     assert API_KEY in json.dumps(build(cases[0]))
 
@@ -512,8 +506,8 @@ def test_api_key_scrubbed_after_every_decoding() -> None:
     ids=["bodies-only", "key-in-a-header", "key-in-the-token"],
 )
 def test_large_binary_bodies_encoded_late_are_the_same_log_without_the_key(key: str, key_in_header: bool) -> None:
-    # The delivery process writes a large binary body's base64 straight into the encoded
-    # log (splice_late): the log is the one built whole, the key scrubbed from the bytes
+    # The builder writes a large binary body's base64 straight into the encoded log
+    # (splice_late): the log is the one built whole, the key scrubbed from the bytes
     # (before base64) as from everything else. When the log holds the key elsewhere, it
     # is scrubbed whole (fill_late first), even a key that the token itself contains.
     rng = random.Random(6)
@@ -533,12 +527,12 @@ def test_large_binary_bodies_encoded_late_are_the_same_log_without_the_key(key: 
     for name in ("log_id", "started_at", "start_mono", "response_start_mono", "end_mono"):
         setattr(made[1], name, getattr(made[0], name))
     cfg = MetricsApiConfig(key, None, metrics_server="http://127.0.0.1:9")
-    client = Client(cfg)
-    encoded = client.encode_one(RawCapture.of(made[0]))
-    assert client.stats()["dropped"] == {}
-    assert encoded is not None and key.encode() not in encoded.data
-    late = json.loads(encoded.data)
-    assert late == json.loads(encoded_batch(made[1], cfg))[0]  # as the in-process worker sends it
+    encoded = Client(cfg).builder.encode(made[0])
+    assert key.encode() not in encoded
+    late = json.loads(encoded)
+    # Built whole: a mask hook (even one that changes nothing) sees every value, so no late body.
+    whole = Builder(Client(cfg).builder.redactor, mask=lambda log: log).encode(made[1])
+    assert late == json.loads(whole)
     sent = entry(late)["request"]
     assert sent["postData"]["encoding"] == "base64"
     assert base64.b64decode(sent["postData"]["text"]) == request_body.replace(key.encode(), REDACTED.encode())
@@ -617,7 +611,14 @@ def test_text_that_is_json_is_redacted_too() -> None:
         (b'{"password": "s3cr3t-value\xff"}', "application/json", 1 << 20, UNPARSABLE),
         # An unknown charset: the bytes are still read as JSON (UTF-8/16/32), so redacted.
         (b'{"password": "s3cr3t-value"}', "application/json; charset=nonexistent", 1 << 20, None),
-        (b"[" * 100_000 + b"]" * 100_000, "application/problem+json", 1 << 20, UNPARSABLE),
+        # Too deep to parse, and it holds a listed key: never sent unjudged. (A text in
+        # which no listed key occurs is sent as written, parsed or not: see below.)
+        (
+            b"[" * 100_000 + b'{"password": "s3cr3t-value"}' + b"]" * 100_000,
+            "application/problem+json",
+            1 << 20,
+            UNPARSABLE,
+        ),
         (b"password=s3cr3t-value\xff", "application/x-www-form-urlencoded", 1 << 20, UNPARSABLE),
     ],
 )
@@ -636,6 +637,19 @@ def test_fail_closed(body: bytes, content_type: str, limit: int, marker: str | N
             assert field["text"] == marker
         assert "encoding" not in field
         assert "s3cr3t" not in json.dumps(field)
+
+
+def test_a_body_that_cannot_hold_a_listed_key_is_sent_as_written_unparsed() -> None:
+    # No listed key occurs in it (case-insensitive, ASCII, no escapes): nothing to redact,
+    # so it is neither parsed nor re-encoded, even when it does not parse.
+    for body in (b'{"a": ', b"[" * 100_000 + b"]" * 100_000, b'{"user": {"name": "Ada"}}'):
+        capture = make_capture(request_headers=[("Content-Type", "application/json")], request_body=body)
+        assert build(capture, denylist=["password"])["request"]["postData"]["text"] == body.decode()
+    # An escape or a non-ASCII character could spell a listed key: those are parsed.
+    for body in (b'{"p\\u0061ssword": "s3cr3t-value"}', '{"PASSWORD": "s3cr3t-value", "x": "ß"}'.encode()):
+        capture = make_capture(request_headers=[("Content-Type", "application/json")], request_body=body)
+        text = build(capture, denylist=["password"])["request"]["postData"]["text"]
+        assert "s3cr3t" not in text and "REDACTED 12" in text
 
 
 def test_unparsable_without_lists_is_sent_as_is() -> None:
@@ -1009,7 +1023,7 @@ def test_allowlist_removes_scalars_under_no_key_from_a_body() -> None:
     ]
 
 
-def test_undeclared_json_that_cannot_match_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_that_cannot_match_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
     class CountingJson:
@@ -1022,11 +1036,11 @@ def test_undeclared_json_that_cannot_match_is_not_parsed(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(redaction, "json", CountingJson)
     r = Redactor(["token"])
-    assert r.json_text('{"a": 1}', declared=False) == '{"a": 1}'
-    assert r.json_text("{not json", declared=False) == "{not json"
-    assert calls == []  # nothing to redact and the verdict is "send as written" anyway
-    assert r.json_text('{"a": 1}', declared=True) == '{"a": 1}'
-    assert r.json_text("{not json", declared=True) is None  # declared JSON: fails closed
+    assert r.json_text('{"a": 1}') == '{"a": 1}'
+    assert r.json_text("{not json") == "{not json"
+    assert calls == []  # nothing to redact: sent as written, parsed or not
+    assert r.json_text('{"token": 1}') == '{"token":"[REDACTED]"}'
+    assert r.json_text('{"token": ') is None  # a listed key in what does not parse: fails closed
     assert len(calls) == 2
 
 

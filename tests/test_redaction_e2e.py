@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from readme_metrics.redaction import mask
+from readme_metrics.build.redaction import mask
 from tests.apps.redaction_apps import RESPONSE_SECRETS
 from tests.servers import Server, gunicorn, raw_request, uvicorn
 from tests.standin import MetricsStandIn, entry, header_value, with_header

@@ -22,6 +22,8 @@ KEYS = {"ours": "bench-ours", "readme340": "bench-readme340", "moesif": "bench-m
 if os.environ.get("BENCH_KEY"):  # bench/run.py gives each variant its own key
     KEYS[SDK] = os.environ["BENCH_KEY"]
 DOCS = "https://docs.example.test"
+#: Keys every SDK that has a denylist redacts (the cost of redaction is part of the price).
+DENYLIST = ["password", "x-secret"]
 #: Bytes of GET /big (a streamed response for the peak-RSS measure), in 64 KiB chunks.
 BIG_BYTES = int(os.environ.get("BENCH_BIG_BYTES", str(100 * 1024 * 1024)))
 CHUNK = b"x" * 65536
@@ -48,10 +50,10 @@ def big_chunks() -> Iterator[bytes]:
 
 
 def our_config() -> Any:
-    """This repository's SDK with its defaults, delivering to the sink."""
+    """This repository's SDK with its defaults and a denylist, delivering to the sink."""
     from readme_metrics import MetricsApiConfig
 
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"denylist": DENYLIST}
     for name, env, kind in (
         ("buffer_length", "BENCH_BUFFER_LENGTH", int),
         ("flush_interval", "BENCH_FLUSH_INTERVAL", float),
@@ -68,7 +70,7 @@ def readme340_config() -> Any:
     """The existing readme-metrics 3.4.0 (it reads README_METRICS_SERVER itself)."""
     from readme_metrics import MetricsApiConfig
 
-    return MetricsApiConfig(KEYS["readme340"], group, base_log_url=DOCS)
+    return MetricsApiConfig(KEYS["readme340"], group, base_log_url=DOCS, denylist=DENYLIST)
 
 
 def moesif_settings() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Redaction: what of a log may leave the process.
 
-Runs on the worker thread, while the HAR entry is built (see :mod:`readme_metrics.har` and
-:mod:`readme_metrics.bodies`); never on the request path. The user's manual is
+Runs on the worker thread, while the HAR entry is built (see :mod:`readme_metrics.build.har` and
+:mod:`readme_metrics.build.bodies`); never on the request path. The user's manual is
 ``docs/redaction.md``; in short:
 
 - ``denylist`` keys have their values replaced, whatever the value's type:
@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
+from readme_metrics.config import DEFAULT_MAX_BODY_BYTES
+
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
 
@@ -54,12 +56,13 @@ MASKED_HEADERS = frozenset({"authorization", "proxy-authorization"})
 #: Headers that carry a URL whose query is redacted like the request's own.
 URL_HEADERS = frozenset({"location", "referer", "content-location"})
 
+#: Headers a default rule applies to.
+_RULED_HEADERS = COOKIE_HEADERS | MASKED_HEADERS | URL_HEADERS
+
 #: An API key shorter than this is not scrubbed from every string (it would match too
 #: much to mean anything: real ReadMe keys are far longer).
 MIN_SCRUB_LENGTH = 8
 
-#: Default of ``MetricsApiConfig.max_body_bytes`` (the configuration imports it from here).
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 #: What may precede a JSON document: JSON's own whitespace and a byte order mark.
 _JSON_LEAD = " \t\n\r\ufeff"
@@ -93,14 +96,15 @@ def mask(secret: str) -> str:
     return f"sha512-{digest}?{secret[-4:]}"
 
 
-_DROP = object()
+#: What :meth:`Redactor.value` returns for a key the allowlist removes.
+DROP = object()
 
 
 class Redactor:
     """The denylist, the allowlist and the default secret rules of one configuration.
 
     ``max_body_bytes`` bounds body work on the worker (decompressed text, see
-    :mod:`readme_metrics.bodies`); ``api_key`` is the key to scrub from every payload.
+    :mod:`readme_metrics.build.bodies`); ``api_key`` is the key to scrub from every payload.
     """
 
     __slots__ = ("_hook", "active", "allow", "api_key", "deny", "max_body_bytes", "send_cookies")
@@ -121,7 +125,7 @@ class Redactor:
         self.send_cookies = send_cookies
         self.api_key = api_key if api_key and len(api_key) >= MIN_SCRUB_LENGTH else None
         self.max_body_bytes = max_body_bytes
-        self._hook = self._object_hook()
+        self._hook = _object_hook(self)
 
     @classmethod
     def from_config(cls, config: MetricsApiConfig) -> Redactor:
@@ -137,7 +141,7 @@ class Redactor:
 
     def value(self, key: str, value: Any) -> Any:
         """``value`` as the lists want it for ``key``: itself (the same object), its
-        replacement (:func:`redacted`), or ``_DROP`` (the allowlist removes it).
+        replacement (:func:`redacted`), or ``DROP`` (the allowlist removes it).
 
         The only place the lists are applied: callers tell "kept" by identity
         (``new is value``). The denylist wins over the allowlist.
@@ -146,7 +150,7 @@ class Redactor:
         if k in self.deny:
             return redacted(value)
         if self.allow and k not in self.allow:
-            return _DROP
+            return DROP
         return value
 
     # -- name/value pairs ------------------------------------------------------------
@@ -158,11 +162,11 @@ class Redactor:
         out = []
         for name, value in pairs:
             new = self.value(name, value)
-            if new is _DROP:
+            if new is DROP:
                 continue
             if new is value and looks_json(value):
                 # A JSON document in a parameter is redacted at every depth too.
-                doc = self.json_text(value, declared=False)
+                doc = self.json_text(value)
                 if doc is not None:
                     new = doc
             out.append({"name": name, "value": new})
@@ -211,25 +215,26 @@ class Redactor:
         if not self.active:
             return self._default_headers(headers)
         out = []
+        deny, allow = self.deny, self.allow
         for name, value in headers:
             k = name.casefold()
-            new = self.value(name, value)
-            if new is _DROP:
+            if k in deny:  # the replacement, whatever the header (the denylist wins)
+                out.append({"name": name, "value": redacted(value)})
                 continue
-            if new is not value:  # denylisted: the replacement, whatever the header
-                out.append({"name": name, "value": new})
+            if allow and k not in allow:
                 continue
-            if k in URL_HEADERS:
-                value = self.url(value)
-            if k in COOKIE_HEADERS:
-                if not self.send_cookies:
-                    value = redacted(value)
+            if k in _RULED_HEADERS:
+                if k in URL_HEADERS:
+                    value = self.url(value)
+                elif k in COOKIE_HEADERS:
+                    if not self.send_cookies:
+                        value = redacted(value)
+                    else:
+                        value = self._cookies(value, set_cookie=k == "set-cookie")
+                        if not value:
+                            continue
                 else:
-                    value = self._cookies(value, set_cookie=k == "set-cookie")
-                    if not value:
-                        continue
-            elif k in MASKED_HEADERS:
-                value = mask(value)
+                    value = mask(value)
             out.append({"name": name, "value": value})
         return out
 
@@ -256,7 +261,7 @@ class Redactor:
             first, sep, attributes = value.partition(";")
             name, eq, val = first.partition("=")
             new = self.value(name.strip(), val)
-            if new is _DROP:
+            if new is DROP:
                 return ""
             return f"{name}{eq if new is val else '='}{new}{sep}{attributes}"
         kept = []
@@ -265,7 +270,7 @@ class Redactor:
             new = self.value(name.strip(), val)
             if new is val:
                 kept.append(part)
-            elif new is not _DROP:
+            elif new is not DROP:
                 kept.append(f"{name}={new}")  # "token" alone: "token=[REDACTED 0]"
         return ";".join(kept)
 
@@ -281,28 +286,13 @@ class Redactor:
         """
         return json.loads(text, object_hook=self._hook)
 
-    def _object_hook(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        deny, allow, fold, value = self.deny, self.allow, str.casefold, self.value
-
-        def hook(obj: dict[str, Any]) -> dict[str, Any]:
-            if not allow and deny.isdisjoint(map(fold, obj)):
-                return obj  # no member can be touched
-            out = {}
-            for k, v in obj.items():
-                new = value(k, v)
-                if new is not _DROP:
-                    out[k] = new
-            return out
-
-        return hook
-
-    def json_text(self, text: str | bytes, *, declared: bool, body: bool = False) -> str | None:
+    def json_text(self, text: str | bytes, *, body: bool = False) -> str | None:
         """A JSON text with the lists applied, re-serialized compactly; None if it does not
         parse (or is too deep).
 
-        A text :meth:`may_match` clears is returned as written: validated first only when
-        ``declared`` (a body that says it is JSON fails closed if it is not), else not
-        parsed at all (undeclared JSON that does not parse is kept as text anyway).
+        A text :meth:`may_match` clears (it cannot hold a listed key) is returned as
+        written, not parsed at all: there is nothing in it to redact, whether it parses or
+        not.
         ``body``: the document is a whole body, so with an allowlist the values that sit
         under no key at all (scalars of a top-level array) are removed too.
         """
@@ -310,8 +300,6 @@ class Redactor:
             text = text[1:]  # json.loads refuses a BOM in a str (not in bytes)
         try:
             if isinstance(text, str) and not self.may_match(text):
-                if declared:
-                    json.loads(text)
                 return text
             doc = self.loads(text)
         except (ValueError, RecursionError):
@@ -354,6 +342,23 @@ class Redactor:
             return data
         key = self.api_key.encode("utf-8")
         return data.replace(key, REDACTED.encode()) if key in data else data
+
+
+def _object_hook(redactor: Redactor) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The ``object_hook`` that applies ``redactor``'s lists to each parsed JSON object."""
+    deny, allow, fold, value = redactor.deny, redactor.allow, str.casefold, redactor.value
+
+    def hook(obj: dict[str, Any]) -> dict[str, Any]:
+        if not allow and deny.isdisjoint(map(fold, obj)):
+            return obj  # no member can be touched
+        out = {}
+        for k, v in obj.items():
+            new = value(k, v)
+            if new is not DROP:
+                out[k] = new
+        return out
+
+    return hook
 
 
 def replace_strings(value: Any, new: Callable[[str], str | None]) -> None:

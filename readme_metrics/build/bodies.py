@@ -34,6 +34,7 @@ form cut short is still parsed: every complete pair is judged by its name.)
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import zlib
@@ -42,7 +43,7 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from readme_metrics.capture import BodyCopy
-from readme_metrics.redaction import _DROP, Redactor, encode_pairs, looks_json, replace_strings
+from readme_metrics.build.redaction import DROP, Redactor, encode_pairs, looks_json, replace_strings
 
 #: Text of a body that declares JSON or a form but could not be parsed, so could not be
 #: redacted (only when a denylist or allowlist is configured).
@@ -109,8 +110,10 @@ _FORM = "application/x-www-form-urlencoded"
 _ZLIB_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
+@functools.lru_cache(maxsize=256)  # an API answers with a few content types, again and again
 def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
-    """(lower-case media type, parameters with lower-case names)."""
+    """(lower-case media type, parameters with lower-case names); the dict is shared:
+    read it, never change it."""
     if not content_type:
         return "", {}
     media, _, rest = content_type.partition(";")
@@ -249,7 +252,7 @@ def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) 
         text = None if filename is not None else _decode(content, type_params.get("charset"))
         if redactor.active:
             new = redactor.value(name, text)
-            if new is _DROP:
+            if new is DROP:
                 continue
             if new is not text:  # denylisted (a file part too: its size is not worth a leak)
                 params.append({"name": name, "value": new})
@@ -280,7 +283,7 @@ def _json_field(text: str, content_type: str, redactor: Redactor, *, cut: bool) 
         return text
     if cut:
         return TRUNCATED
-    redacted_text = redactor.json_text(text, declared=declared)
+    redacted_text = redactor.json_text(text)
     if redacted_text is not None:
         return redacted_text
     return UNPARSABLE if declared else text
@@ -376,7 +379,7 @@ def body_fields(
     if truncated:
         out["text"] = TRUNCATED
         return out
-    redacted_text = redactor.json_text(doc, declared=declared, body=True)
+    redacted_text = redactor.json_text(doc, body=True)
     if redacted_text is not None:
         out["text"] = redacted_text
     elif declared or text is None or redactor.allow:

@@ -1,0 +1,252 @@
+"""The client of one configuration: the queue, the builder and the sender, put together.
+
+The request path calls :meth:`Client.submit` only: a capture is appended to a bounded
+queue (:mod:`~readme_metrics.delivery.queue`) without blocking. The queue's one worker
+thread hands each batch of captures here: each becomes the bytes of its log
+(:class:`readme_metrics.build.Builder`), and the batch goes to the exporter through the
+sender's retries (:mod:`~readme_metrics.delivery.sender`). The counters are
+:mod:`~readme_metrics.delivery.stats`'.
+
+Shutdown and fork
+    At interpreter exit (``atexit``; gunicorn workers exit this way on SIGTERM), at ASGI
+    lifespan shutdown and on :meth:`Client.close`, what is queued is delivered within
+    ``shutdown_timeout`` (at exit: every client at once, from one start); what is left
+    then is counted as dropped (``shutdown``). A closed client can be used again. In a
+    forked child (gunicorn ``--preload``) each client starts afresh: its own worker, its
+    own connection, an empty queue and zeroed counters.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from readme_metrics._log import logger, warn_limited
+from readme_metrics.build import Builder
+from readme_metrics.build.redaction import Redactor
+from readme_metrics.capture import Capture
+from readme_metrics.delivery.queue import BatchQueue
+from readme_metrics.delivery.sender import Sender
+from readme_metrics.delivery.stats import Stats
+from readme_metrics.exporters.base import Exporter
+from readme_metrics.exporters.readme import ReadMeExporter
+from readme_metrics.retry import Retry
+
+if TYPE_CHECKING:
+    from readme_metrics.config import MetricsApiConfig
+
+#: After this many seconds of building the worker pauses for a moment (``time.sleep(0)``),
+#: so that a waiting app thread takes the GIL: without it the app's request waits up to
+#: the interpreter's switch interval (5 ms) behind the worker.
+YIELD_AFTER = 0.001
+
+
+class Client:
+    """Delivery for one configuration. ``exporter`` replaces the default
+    :class:`~readme_metrics.exporters.ReadMeExporter` (see :mod:`readme_metrics.testing`)."""
+
+    def __init__(self, config: MetricsApiConfig, exporter: Exporter | None = None) -> None:
+        self.config = config
+        self.builder = Builder(
+            Redactor.from_config(config),
+            development=config.development_mode,
+            log_body=config.log_body,
+            mask=config.mask,
+        )
+        self._new_exporter: Callable[[], Exporter] = (
+            (lambda: exporter) if exporter is not None else (lambda: ReadMeExporter.from_config(config))
+        )
+        self.counters = Stats()
+        self.queue: BatchQueue[Capture] = BatchQueue(
+            self._deliver,
+            max_events=config.max_queue_events,
+            max_bytes=config.max_queue_bytes,
+            buffer_length=config.buffer_length,
+            flush_interval=config.flush_interval,
+            max_batch=config.max_batch_events,
+        )
+        self.sender = Sender(self._new_exporter(), config.retry or Retry(), self.counters, self.queue, config.timeout)
+        self._sync_lock = threading.Lock()
+        self._sync_batch: list[Capture] = []
+        self._pid = os.getpid()
+        _clients.add(self)
+
+    @property
+    def exporter(self) -> Exporter:
+        return self.sender.exporter
+
+    def set_exporter(self, exporter: Exporter) -> None:
+        """Deliver through ``exporter`` from now on (kept in forked children too)."""
+        old = self.sender.exporter
+        self._new_exporter = lambda: exporter
+        self.sender.exporter = exporter
+        if old is not exporter:
+            old.shutdown()
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh queue, counters and connection; nothing inherited."""
+        self._pid = os.getpid()
+        self.queue.reset()
+        self.counters.reset()
+        self._sync_lock = threading.Lock()
+        self._sync_batch = []
+        self.sender.exporter = self._new_exporter()
+
+    # -- the request path --------------------------------------------------------------
+
+    def submit(self, capture: Capture) -> bool:
+        """Queue one capture without blocking. False (and counted) when the queue is full."""
+        if not self.config.background_worker_mode:
+            self._submit_sync(capture)
+            return True
+        if self._pid != os.getpid():
+            # Only if the at-fork hook did not run (os.fork from C code). Just after a fork
+            # the child has a single thread, so resetting outside any lock is safe.
+            self._after_fork()
+        if self.queue.put(capture, capture.approx_bytes):
+            return True
+        warn_limited("queue_full", "readme_metrics: queue full (%d events); dropping logs", self.queue.max_events)
+        return False
+
+    def _submit_sync(self, capture: Capture) -> None:
+        """``background_worker_mode=False``: build and send in the caller's thread once
+        ``buffer_length`` captures wait, one try per batch (a retry pause would stall the
+        app's request)."""
+        with self._sync_lock:
+            self._sync_batch.append(capture)
+            self.queue.accepted += 1
+            if len(self._sync_batch) < self.config.buffer_length:
+                return
+            batch, self._sync_batch = self._sync_batch, []
+        self._deliver(batch, retries=False)
+
+    # -- the worker --------------------------------------------------------------------
+
+    def _deliver(self, captures: list[Capture], *, retries: bool = True) -> None:
+        """Build and encode a batch, and send it. Never raises: an unexpected error is
+        logged and the logs it leaves unsettled are counted as ``internal_error``."""
+        unsettled = len(captures)
+        try:
+            logs: list[bytes] = []
+            encode, drop = self.builder.encode_or_count, self.counters.drop
+            mark = time.perf_counter()
+            for capture in captures:
+                data = encode(capture, drop)
+                if data is not None:
+                    logs.append(data)
+                if time.perf_counter() - mark > YIELD_AFTER:  # the app's threads first
+                    time.sleep(0)
+                    mark = time.perf_counter()
+            captures.clear()  # their body copies are in the logs now: free them
+            unsettled = len(logs)
+            if logs:
+                self.sender.send(logs, retries=retries)
+        except Exception as exc:
+            logger.exception("readme_metrics: unexpected error while delivering logs")
+            self.counters.gave_up("internal_error", unsettled, f"{type(exc).__name__}: {exc}")
+
+    # -- control -----------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued now; True if it was all sent (or given up) within
+        ``timeout``. Waits for the worker; where no worker can start (late at interpreter
+        exit), delivers in the calling thread."""
+        if not self.config.background_worker_mode:
+            with self._sync_lock:
+                batch, self._sync_batch = self._sync_batch, []
+            if batch:
+                self._deliver(batch, retries=False)
+            return True
+        return self.queue.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush within ``timeout`` (default ``shutdown_timeout``), then stop the worker.
+
+        Retries stop at the deadline; what is still queued or in flight then is counted as
+        dropped (``shutdown``). The whole close keeps to the deadline. The client may be
+        used again afterwards.
+        """
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self.config.background_worker_mode and not self.queue.begin_close(deadline):
+            return
+        self._finish_close(deadline, timeout)
+
+    def _finish_close(self, deadline: float, timeout: float) -> None:
+        try:
+            if not self.config.background_worker_mode:
+                self.flush()
+                return
+            left, in_flight = self.queue.finish_close(deadline)
+            if left:
+                self.counters.drop("shutdown", left)
+            if left or in_flight:
+                logger.warning(
+                    "readme_metrics: %d logs not delivered before the shutdown deadline (%gs)",
+                    left + in_flight,
+                    timeout,
+                )
+        finally:
+            self.sender.exporter.shutdown()
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters; every field is described in docs/delivery.md."""
+        snapshot = self.counters.snapshot()
+        queue = self.queue
+        waiting, queue_bytes = queue.waiting()
+        refused = queue.refused
+        if refused:
+            snapshot["dropped"]["queue_full"] = snapshot["dropped"].get("queue_full", 0) + refused
+        snapshot.update(queued=queue.accepted, waiting=waiting + len(self._sync_batch), queue_bytes=queue_bytes)
+        return snapshot
+
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_by_config: weakref.WeakKeyDictionary[Any, Client] = weakref.WeakKeyDictionary()
+_by_config_lock = threading.Lock()
+
+
+def client_for(config: MetricsApiConfig) -> Client:
+    """The one client of a configuration (middlewares sharing a config share it)."""
+    with _by_config_lock:
+        client = _by_config.get(config)
+        if client is None:
+            client = _by_config[config] = Client(config)
+        return client
+
+
+def close_all() -> None:
+    """Close every client of this process within one shared deadline (each its own
+    ``shutdown_timeout`` from the same start), all flushing at once. Runs at interpreter
+    exit; a server that ends its workers otherwise may call it."""
+    start = time.monotonic()
+    closing: list[tuple[Client, float]] = []
+    for client in list(_clients):
+        deadline = start + client.config.shutdown_timeout
+        try:
+            if not client.config.background_worker_mode or client.queue.begin_close(deadline):
+                closing.append((client, deadline))
+        except Exception:
+            logger.exception("readme_metrics: error while flushing at exit")
+    for client, deadline in closing:  # every worker flushes meanwhile
+        try:
+            client._finish_close(deadline, client.config.shutdown_timeout)
+        except Exception:
+            logger.exception("readme_metrics: error while flushing at exit")
+
+
+def _after_fork_in_child() -> None:
+    global _by_config_lock
+    _by_config_lock = threading.Lock()
+    for client in list(_clients):
+        client._after_fork()
+
+
+atexit.register(close_all)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
