@@ -140,6 +140,7 @@ def dist_versions(python: Path, names: tuple[str, ...] | list[str]) -> dict[str,
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))"
     )
+    VENVS.mkdir(parents=True, exist_ok=True)  # a directory without this repository's package in it
     result = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=False, cwd=VENVS)
     return json.loads(result.stdout) if result.returncode == 0 else {}
 

@@ -40,10 +40,12 @@ from readme_metrics.retry import Retry
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
 
-#: After this many seconds of building the worker pauses for a moment (``time.sleep(0)``),
-#: so that a waiting app thread takes the GIL: without it the app's request waits up to
-#: the interpreter's switch interval (5 ms) behind the worker.
-YIELD_AFTER = 0.001
+#: After this many seconds of building the worker pauses for ``YIELD_PAUSE`` seconds, so
+#: that a waiting app thread takes the GIL: without it the app's request waits up to the
+#: interpreter's switch interval (5 ms) behind the worker. (``time.sleep(0)`` is not
+#: enough: the worker often takes the GIL back before the waiting thread wakes up.)
+YIELD_AFTER = 0.0005
+YIELD_PAUSE = 0.00005
 
 
 class Client:
@@ -62,8 +64,9 @@ class Client:
             (lambda: exporter) if exporter is not None else (lambda: ReadMeExporter.from_config(config))
         )
         self.counters = Stats()
-        self.queue: BatchQueue[Capture] = BatchQueue(
-            self._deliver,
+        self.queue: BatchQueue[Capture, bytes] = BatchQueue(
+            self._send,
+            self._encode,
             max_events=config.max_queue_events,
             max_bytes=config.max_queue_bytes,
             buffer_length=config.buffer_length,
@@ -123,32 +126,38 @@ class Client:
             if len(self._sync_batch) < self.config.buffer_length:
                 return
             batch, self._sync_batch = self._sync_batch, []
-        self._deliver(batch, retries=False)
+        self._send([log for log, _ in self._encode(batch)], retries=False)
 
     # -- the worker --------------------------------------------------------------------
 
-    def _deliver(self, captures: list[Capture], *, retries: bool = True) -> None:
-        """Build and encode a batch, and send it. Never raises: an unexpected error is
-        logged and the logs it leaves unsettled are counted as ``internal_error``."""
-        unsettled = len(captures)
+    def _encode(self, captures: list[Capture]) -> list[tuple[bytes, int]]:
+        """The encoded logs of ``captures`` (with their sizes), those that cannot be built
+        counted. Never raises: an unexpected error is logged, and the captures it leaves
+        unbuilt are counted as ``internal_error``."""
+        logs: list[tuple[bytes, int]] = []
         try:
-            logs: list[bytes] = []
             encode, drop = self.builder.encode_or_count, self.counters.drop
             mark = time.perf_counter()
             for capture in captures:
                 data = encode(capture, drop)
                 if data is not None:
-                    logs.append(data)
+                    logs.append((data, len(data)))
                 if time.perf_counter() - mark > YIELD_AFTER:  # the app's threads first
-                    time.sleep(0)
+                    time.sleep(YIELD_PAUSE)
                     mark = time.perf_counter()
-            captures.clear()  # their body copies are in the logs now: free them
-            unsettled = len(logs)
-            if logs:
-                self.sender.send(logs, retries=retries)
+        except Exception as exc:
+            logger.exception("readme_metrics: unexpected error while building logs")
+            self.counters.gave_up("internal_error", len(captures) - len(logs), f"{type(exc).__name__}: {exc}")
+        captures.clear()  # their body copies are in the logs now: free them
+        return logs
+
+    def _send(self, logs: list[bytes], *, retries: bool = True) -> None:
+        """Send a batch of encoded logs. Never raises (see :meth:`_encode`)."""
+        try:
+            self.sender.send(logs, retries=retries)
         except Exception as exc:
             logger.exception("readme_metrics: unexpected error while delivering logs")
-            self.counters.gave_up("internal_error", unsettled, f"{type(exc).__name__}: {exc}")
+            self.counters.gave_up("internal_error", len(logs), f"{type(exc).__name__}: {exc}")
 
     # -- control -----------------------------------------------------------------------
 
@@ -160,7 +169,7 @@ class Client:
             with self._sync_lock:
                 batch, self._sync_batch = self._sync_batch, []
             if batch:
-                self._deliver(batch, retries=False)
+                self._send([log for log, _ in self._encode(batch)], retries=False)
             return True
         return self.queue.flush(timeout)
 
