@@ -16,7 +16,8 @@ Where ``base`` comes from:
    ReadMe API (``https://dash.readme.com/api``) when the metrics server is the hosted one,
    and the metrics server itself when another one is configured (``metrics_server=`` or
    ``README_METRICS_SERVER``, e.g. the local collector, which answers ``GET /v1`` the same
-   way). Until the answer arrives the header is simply absent; a failed ask is retried at
+   way); ``config.README_API_URL`` (3.4.0's name), when the app set it, wins over both.
+   Until the answer arrives the header is simply absent; a failed ask is retried at
    most every :data:`RETRY_AFTER` seconds, again off the request path.
 
 ``MetricsApiConfig(documentation_header=False)`` turns the header off entirely.
@@ -40,7 +41,8 @@ import requests
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.capture import new_log_id
-from readme_metrics.config import DEFAULT_METRICS_SERVER
+from readme_metrics.config import README_API as README_API  # re-exported: where it was
+from readme_metrics.config import project_api
 
 if TYPE_CHECKING:
     from readme_metrics.capture import Capture
@@ -49,8 +51,6 @@ if TYPE_CHECKING:
 #: The response header's name (lower case: HTTP/2 and ASGI want it so; HTTP/1.1 does not care).
 HEADER = "x-documentation-url"
 _RAW_HEADER = HEADER.encode("ascii")
-#: The hosted ReadMe API, asked for the project's base URL when the metrics server is hosted.
-README_API = "https://dash.readme.com/api"
 #: Seconds between two attempts to learn the base URL, after a failure.
 RETRY_AFTER = 600.0
 
@@ -61,8 +61,7 @@ def _lower_bytes(name: Any) -> bytes:
 
 def project_api_url(config: MetricsApiConfig) -> str:
     """The URL that answers ``{"baseUrl": ...}`` for this configuration."""
-    api = README_API if config.metrics_server == DEFAULT_METRICS_SERVER else config.metrics_server
-    return f"{api}/v1"
+    return f"{project_api(config)}/v1"
 
 
 def fetch_base_url(config: MetricsApiConfig) -> str:
