@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from readme_metrics.redaction import DEFAULT_MAX_BODY_BYTES
 from readme_metrics.retry import Retry
@@ -62,6 +64,38 @@ def _http_url(value: Any, name: str) -> str:
     if not (isinstance(value, str) and value.startswith(("http://", "https://"))):
         raise ValueError(f"{name} must be an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+#: Longest base of ``x-documentation-url`` links accepted (``base_log_url``, or ``GET /v1``).
+MAX_BASE_URL = 2048
+_PRINTABLE_URL = re.compile(r"https?://[!-~]+\Z")  # printable ASCII: no space, CR, LF or NUL
+
+
+def clean_base_url(value: Any) -> str | None:
+    """``value`` as the base of documentation links (trailing ``/`` dropped), or None when
+    it is not an absolute ``http(s)`` URL with a host, of printable ASCII characters only
+    (no spaces, no control characters such as CR/LF, nothing beyond ASCII), at most
+    :data:`MAX_BASE_URL` characters: what can safely become a response header."""
+    if not isinstance(value, str) or len(value) > MAX_BASE_URL or not _PRINTABLE_URL.match(value):
+        return None
+    try:
+        if not urlsplit(value).hostname:
+            return None
+    except ValueError:  # e.g. an invalid IPv6 literal
+        return None
+    return value.rstrip("/")
+
+
+def _base_log_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    base = clean_base_url(value)
+    if base is None:
+        raise ValueError(
+            f"base_log_url must be an absolute http(s) URL of printable ASCII characters (at most {MAX_BASE_URL}; "
+            f"an international domain name in its xn-- form), got {value!r}"
+        )
+    return base
 
 
 def _metrics_server(value: Any) -> str:
@@ -130,7 +164,7 @@ def _api_key(value: Any) -> str:
 _SETTERS: dict[str, Callable[[Any], Any]] = {
     "api_key": _api_key,
     "grouping_function": lambda v: _resolve_callable(v, "grouping_function"),
-    "base_log_url": lambda v: None if v is None else _http_url(v, "base_log_url"),
+    "base_log_url": _base_log_url,
     "buffer_length": lambda v: _number(v, "buffer_length", minimum=1, integer=True),
     "development_mode": bool,
     "background_worker_mode": bool,
@@ -218,7 +252,7 @@ class MetricsApiConfig:
         self.allowed_http_hosts = _str_list(allowed_http_hosts, "allowed_http_hosts")
         self.exclude_paths = _str_list(exclude_paths, "exclude_paths")
 
-        self.base_log_url = None if base_log_url is None else _http_url(base_log_url, "base_log_url")
+        self.base_log_url = _base_log_url(base_log_url)
         self.metrics_server = _metrics_server(metrics_server)
         #: 3.4.0's ``README_API_URL`` when an app set it (see :attr:`README_API_URL`).
         self.readme_api_url: str | None = None
