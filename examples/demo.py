@@ -14,9 +14,12 @@ What it does, with nothing but Python and no network (everything is on 127.0.0.1
 4. waits until every exchange has arrived at the collector, then prints the dashboard URL
    and a summary of what arrived: counts by status and endpoint, latency percentiles,
    callers, the password as it was stored (redacted) and the documentation link;
-5. keeps the collector running until Ctrl-C so the dashboard can be explored; with
-   ``--no-wait``, when standard input is not a terminal, or when ``CI`` is set, it exits
-   after the summary.
+5. keeps the collector running until Ctrl-C (or SIGTERM) so the dashboard can be
+   explored; with ``--no-wait``, when standard input is not a terminal, or when ``CI`` is
+   set, it exits after the summary, and says that the dashboard stops with it (and how to
+   keep the logs: ``--db FILE``, then ``readme-metrics serve --db FILE``).
+
+However it stops (end, Ctrl-C, SIGTERM, SIGHUP), its temporary database directory is removed.
 
 It exits non-zero if a log is missing or if the secret reached the collector's database.
 """
@@ -28,6 +31,7 @@ import http.client
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -141,6 +145,25 @@ class Traffic:
             time.sleep(0.2)
 
 
+def where_to_look(collector: Collector, db: Path, *, stays: bool, kept: bool) -> None:
+    """The dashboard URL, and whether it stays: when the demo exits now, say that the
+    dashboard stops with it and how to see the logs again. ``kept``: the database
+    outlives the demo (``--db``); else it is a temporary one, removed at exit."""
+    if stays:
+        out = [f"Dashboard: {collector.url}/      (database: {db})"]
+    else:
+        out = [
+            f"Dashboard: {collector.url}/ stopped: the demo exits now (no terminal, --no-wait, CI or a failure),",
+            "and its collector and dashboard with it. Run `python3 dev.py demo` in a terminal to explore them.",
+            f"Logs: {db}; see them again with: readme-metrics serve --db {db}"
+            if kept
+            else f"Logs: {db}, a temporary database, removed now (keep them with --db FILE,"
+            " then: readme-metrics serve --db FILE)",
+        ]
+    sys.stdout.write("\n".join([*out, ""]) + "\n")
+    sys.stdout.flush()
+
+
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -233,16 +256,16 @@ def report(collector: Collector, db: Path, app_url: str, traffic: Traffic, since
             "    (opens that exchange in the dashboard)",
         ]
 
-    out += [
-        "",
-        f"Dashboard: {collector.url}/      (database: {db})",
-        "",
-    ]
     if not ok:
         out.append("DEMO FAILED: " + ("some logs are missing" if summary["total"] != traffic.sent else "redaction"))
     sys.stdout.write("\n".join(out) + "\n")
     sys.stdout.flush()
     return ok
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """A stop signal: unwind (the finally blocks clean up), then exit 128 + its number."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     # Everything here talks to 127.0.0.1: never through a proxy the environment may name.
     for var in ("no_proxy", "NO_PROXY"):
         os.environ[var] = ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"]))
+
+    # SIGTERM (kill, a service manager) and SIGHUP (the terminal closed) end the demo the
+    # way Ctrl-C does, through the finally below: by default they would kill the process
+    # on the spot and leave the temporary database behind.
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _stop)
 
     tmp = None
     if args.db is None:
@@ -274,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         since = time.time() - 1
         traffic.burst()
         waited = wait_for(collector, traffic.sent, since)
-        ok = report(collector, args.db, app_url, traffic, since, waited)
-
         interactive = sys.stdin.isatty() and not os.environ.get("CI")
-        if ok and not args.no_wait and interactive:
+        ok = report(collector, args.db, app_url, traffic, since, waited)
+        stays = ok and not args.no_wait and interactive
+        where_to_look(collector, args.db, stays=stays, kept=tmp is None)
+        if stays:
             sys.stdout.write(
                 "The collector keeps running: open the dashboard above. Try the example app too, e.g.\n"
                 f"    curl -H 'X-Api-Key: customer-4242' '{app_url}/hello?name=you'\n"
@@ -289,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 sys.stdout.write("\nstopping\n")
+            except SystemExit:  # SIGTERM, SIGHUP: see _stop
+                sys.stdout.write("\nstopping\n")
+                raise
         return 0 if ok else 1
     finally:
         if server is not None:

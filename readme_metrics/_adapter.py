@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from readme_metrics._hooks import Hooks
+from readme_metrics._log import logger
 from readme_metrics.delivery import client_for
 from readme_metrics.doclink import doclink_for
 
@@ -21,6 +22,14 @@ class Adapter:
 
     def __init__(self, config: MetricsApiConfig) -> None:
         self.config = config
+        # Read below once and for all: 3.4.0's upper-case attributes refuse changes from now on.
+        config._in_use = True  # type: ignore[attr-defined]
+        if config.grouping_function is None:
+            logger.warning(
+                "readme_metrics: no grouping function (MetricsApiConfig(api_key, None)): every request is "
+                "logged under the group 'anonymous' (readme-metrics 3.4.0 logged nothing then); pass a "
+                "function returning {'api_key': ..., 'label': ..., 'email': ...}, or None to leave a request out"
+            )
         self.client = client_for(config)
         self.doclink = doclink_for(config)
         self.hooks = Hooks(config)

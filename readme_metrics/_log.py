@@ -10,7 +10,8 @@ import time
 logger = logging.getLogger("readme_metrics")
 
 _lock = threading.Lock()
-_last: dict[str, tuple[float, int]] = {}
+#: ``{key: {message: (when last logged, how many suppressed since)}}``.
+_last: dict[str, dict[str, tuple[float, int]]] = {}
 
 
 def _reset_after_fork() -> None:
@@ -24,14 +25,21 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 
 def warn_limited(key: str, message: str, *args: object, every: float = 60.0) -> None:
-    """Log a warning at most once per ``every`` seconds for ``key``; count the rest."""
+    """Log a warning at most once per ``every`` seconds for each kind of problem; count the rest.
+
+    A kind is ``key`` and the ``message`` template together (before ``%`` formatting): a
+    grouping function that raised and one that returned a string share a key but are two
+    kinds, so the second is not hidden behind the first. The arguments (an exception's
+    text, a status) do not make a new kind.
+    """
     now = time.monotonic()
     with _lock:
-        last, suppressed = _last.get(key, (-every, 0))
+        kinds = _last.setdefault(key, {})
+        last, suppressed = kinds.get(message, (-every, 0))
         if now - last < every:
-            _last[key] = (last, suppressed + 1)
+            kinds[message] = (last, suppressed + 1)
             return
-        _last[key] = (now, 0)
+        kinds[message] = (now, 0)
     if suppressed:
         message += " (%d similar warnings suppressed)"
         args = (*args, suppressed)

@@ -8,10 +8,13 @@ raises :class:`ValueError` here, never at the first request.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from readme_metrics.retry import Retry
 
@@ -19,6 +22,8 @@ DEFAULT_METRICS_SERVER = "https://metrics.readme.io"
 #: Default of ``max_body_bytes``: most bytes of each body kept for the log.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 METRICS_SERVER_ENV = "README_METRICS_SERVER"
+#: The hosted ReadMe API, asked for the project's base URL when the metrics server is hosted.
+README_API = "https://dash.readme.com/api"
 
 #: The grouping function receives the framework's request object and returns a mapping
 #: with ``api_key`` (or ``id``), ``label`` and ``email``, or ``None`` to skip the request.
@@ -55,6 +60,51 @@ def _str_list(value: Iterable[str] | None, name: str) -> tuple[str, ...]:
     return items
 
 
+def _http_url(value: Any, name: str) -> str:
+    """An http(s) URL without its trailing ``/``."""
+    if not (isinstance(value, str) and value.startswith(("http://", "https://"))):
+        raise ValueError(f"{name} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+#: Longest base of ``x-documentation-url`` links accepted (``base_log_url``, or ``GET /v1``).
+MAX_BASE_URL = 2048
+_PRINTABLE_URL = re.compile(r"https?://[!-~]+\Z")  # printable ASCII: no space, CR, LF or NUL
+
+
+def clean_base_url(value: Any) -> str | None:
+    """``value`` as the base of documentation links (trailing ``/`` dropped), or None when
+    it is not an absolute ``http(s)`` URL with a host, of printable ASCII characters only
+    (no spaces, no control characters such as CR/LF, nothing beyond ASCII), at most
+    :data:`MAX_BASE_URL` characters: what can safely become a response header."""
+    if not isinstance(value, str) or len(value) > MAX_BASE_URL or not _PRINTABLE_URL.match(value):
+        return None
+    try:
+        if not urlsplit(value).hostname:
+            return None
+    except ValueError:  # e.g. an invalid IPv6 literal
+        return None
+    return value.rstrip("/")
+
+
+def _base_log_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    base = clean_base_url(value)
+    if base is None:
+        raise ValueError(
+            f"base_log_url must be an absolute http(s) URL of printable ASCII characters (at most {MAX_BASE_URL}; "
+            f"an international domain name in its xn-- form), got {value!r}"
+        )
+    return base
+
+
+def _metrics_server(value: Any) -> str:
+    """The metrics server: ``README_METRICS_SERVER`` wins over ``value``, which wins over
+    the hosted API."""
+    return _http_url(os.environ.get(METRICS_SERVER_ENV) or value or DEFAULT_METRICS_SERVER, "metrics server")
+
+
 def _number(value: Any, name: str, *, minimum: float, integer: bool = False) -> Any:
     number = float("nan")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or not integer):
@@ -65,6 +115,69 @@ def _number(value: Any, name: str, *, minimum: float, integer: bool = False) -> 
     return value
 
 
+class _Compat:
+    """One of readme-metrics 3.4.0's upper-case attributes, an alias of ours (``attr``).
+
+    Reading gives our value (through ``read``, e.g. a list where we keep a tuple). Setting
+    validates the value as the constructor argument is validated and sets ours, so that it
+    takes effect; once a middleware was built with the config (which reads it then), or
+    for ``LOGGER``, setting raises :class:`AttributeError` saying what to do instead.
+    """
+
+    def __init__(self, attr: str, read: Callable[[Any], Any] | None = None) -> None:
+        self.attr = attr
+        self.read = read
+        self.name = attr
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, config: Any, owner: type | None = None) -> Any:
+        if config is None:
+            return self
+        if self.name == "LOGGER":
+            return logging.getLogger("readme_metrics")
+        if self.name == "README_API_URL":
+            return project_api(config)
+        value = getattr(config, self.attr)
+        return self.read(value) if self.read is not None else value
+
+    def __set__(self, config: Any, value: Any) -> None:
+        config._set_compat(self.name, self.attr, value)
+
+
+def project_api(config: MetricsApiConfig) -> str:
+    """The API whose ``GET /v1`` answers the project's ``baseUrl``: ``README_API_URL`` when
+    the app set it, else the ReadMe API for the hosted metrics server, else the metrics
+    server itself (the local collector answers it)."""
+    if config.readme_api_url:
+        return config.readme_api_url
+    return README_API if config.metrics_server == DEFAULT_METRICS_SERVER else config.metrics_server
+
+
+def _api_key(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("api_key must be a non-empty string (your ReadMe API key)")
+    return value
+
+
+#: How each setting an upper-case alias may set is checked (the constructor's rules).
+_SETTERS: dict[str, Callable[[Any], Any]] = {
+    "api_key": _api_key,
+    "grouping_function": lambda v: _resolve_callable(v, "grouping_function"),
+    "base_log_url": _base_log_url,
+    "buffer_length": lambda v: _number(v, "buffer_length", minimum=1, integer=True),
+    "development_mode": bool,
+    "background_worker_mode": bool,
+    "denylist": lambda v: _str_list(v, "denylist"),
+    "allowlist": lambda v: _str_list(v, "allowlist"),
+    "allowed_http_hosts": lambda v: _str_list(v, "allowed_http_hosts"),
+    "metrics_server": _metrics_server,
+    "timeout": lambda v: _number(v, "timeout", minimum=0.001),
+    "readme_api_url": lambda v: None if v is None else _http_url(v, "README_API_URL"),
+}
+
+
 class MetricsApiConfig:
     """Settings for the metrics middleware.
 
@@ -73,6 +186,8 @@ class MetricsApiConfig:
     - ``api_key``: the ReadMe API key; sent only as the Basic auth user name.
     - ``grouping_function``: callable (or dotted import path) given the request; returns
       ``{"api_key": ..., "label": ..., "email": ...}`` or ``None`` to not log the request.
+      ``None`` instead of a function: every request is logged under the ``anonymous``
+      group (a warning says so when a middleware is built with it).
     - ``base_log_url``: base of the ``x-documentation-url`` links to logs.
     - ``buffer_length``: events that trigger a send (default 1: send as soon as possible).
     - ``development_mode``: marks logs as coming from a development environment.
@@ -84,6 +199,11 @@ class MetricsApiConfig:
 
     Our own keyword-only options are listed in README.md ("Configuration"), each with its
     default; every one is validated here.
+
+    3.4.0's upper-case attributes (``README_API_KEY``, ``BASE_LOG_URL``, ``BUFFER_LENGTH``,
+    ``DENYLIST``, ``README_API_URL``, ``LOGGER``, ...) can be read; setting one sets the
+    matching setting, validated like the argument, as long as no middleware was built with
+    the config yet; otherwise (and for ``LOGGER``) it raises :class:`AttributeError`.
     """
 
     def __init__(
@@ -120,9 +240,7 @@ class MetricsApiConfig:
         retry: Retry | None = None,
         documentation_header: bool = True,
     ) -> None:
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ValueError("api_key must be a non-empty string (your ReadMe API key)")
-        self.api_key = api_key
+        self.api_key = _api_key(api_key)
         self.grouping_function = _resolve_callable(grouping_function, "grouping_function")
 
         if blacklist is not None:
@@ -134,16 +252,10 @@ class MetricsApiConfig:
         self.allowed_http_hosts = _str_list(allowed_http_hosts, "allowed_http_hosts")
         self.exclude_paths = _str_list(exclude_paths, "exclude_paths")
 
-        if base_log_url is not None and not (
-            isinstance(base_log_url, str) and base_log_url.startswith(("http://", "https://"))
-        ):
-            raise ValueError(f"base_log_url must be an http(s) URL, got {base_log_url!r}")
-        self.base_log_url = base_log_url.rstrip("/") if base_log_url else None
-
-        server = os.environ.get(METRICS_SERVER_ENV) or metrics_server or DEFAULT_METRICS_SERVER
-        if not server.startswith(("http://", "https://")):
-            raise ValueError(f"metrics server must be an http(s) URL, got {server!r}")
-        self.metrics_server = server.rstrip("/")
+        self.base_log_url = _base_log_url(base_log_url)
+        self.metrics_server = _metrics_server(metrics_server)
+        #: 3.4.0's ``README_API_URL`` when an app set it (see :attr:`README_API_URL`).
+        self.readme_api_url: str | None = None
 
         self.buffer_length: int = _number(buffer_length, "buffer_length", minimum=1, integer=True)
         self.timeout: float = _number(timeout, "timeout", minimum=0.001)
@@ -172,46 +284,38 @@ class MetricsApiConfig:
             raise ValueError(f"retry must be a readme_metrics.retry.Retry or None, not {type(retry).__name__}")
         self.retry: Retry | None = retry
 
-    # Read-only aliases of the existing package's attribute names.
-    @property
-    def README_API_KEY(self) -> str:  # noqa: N802 - compatibility name
-        return self.api_key
+    # The attribute names of readme-metrics 3.4.0: each reads our setting, and setting one
+    # sets ours, validated as the argument is (see _Compat), until a middleware uses the config.
+    README_API_KEY = _Compat("api_key")
+    GROUPING_FUNCTION = _Compat("grouping_function")
+    BASE_LOG_URL = _Compat("base_log_url")
+    BUFFER_LENGTH = _Compat("buffer_length")
+    IS_DEVELOPMENT_MODE = _Compat("development_mode")
+    IS_BACKGROUND_MODE = _Compat("background_worker_mode")
+    DENYLIST = _Compat("denylist", list)
+    ALLOWLIST = _Compat("allowlist", list)
+    ALLOWED_HTTP_HOSTS = _Compat("allowed_http_hosts", list)
+    METRICS_API = _Compat("metrics_server")
+    METRICS_API_TIMEOUT = _Compat("timeout")
+    README_API_URL = _Compat("readme_api_url")
+    LOGGER = _Compat("")
 
-    @property
-    def BUFFER_LENGTH(self) -> int:  # noqa: N802 - compatibility name
-        return self.buffer_length
-
-    @property
-    def IS_DEVELOPMENT_MODE(self) -> bool:  # noqa: N802 - compatibility name
-        return self.development_mode
-
-    @property
-    def IS_BACKGROUND_MODE(self) -> bool:  # noqa: N802 - compatibility name
-        return self.background_worker_mode
-
-    @property
-    def GROUPING_FUNCTION(self) -> GroupingFunction | None:  # noqa: N802 - compatibility name
-        return self.grouping_function
-
-    @property
-    def DENYLIST(self) -> list[str]:  # noqa: N802 - compatibility name
-        return list(self.denylist)
-
-    @property
-    def ALLOWLIST(self) -> list[str]:  # noqa: N802 - compatibility name
-        return list(self.allowlist)
-
-    @property
-    def ALLOWED_HTTP_HOSTS(self) -> list[str]:  # noqa: N802 - compatibility name
-        return list(self.allowed_http_hosts)
-
-    @property
-    def METRICS_API(self) -> str:  # noqa: N802 - compatibility name
-        return self.metrics_server
-
-    @property
-    def METRICS_API_TIMEOUT(self) -> float:  # noqa: N802 - compatibility name
-        return self.timeout
+    def _set_compat(self, name: str, attr: str, value: Any) -> None:
+        if name == "LOGGER":
+            raise AttributeError(
+                "MetricsApiConfig.LOGGER cannot be set: the SDK logs through the standard logger "
+                "logging.getLogger('readme_metrics'); configure that one (level, handlers, propagate)"
+            )
+        if getattr(self, "_in_use", False):
+            argument = "" if attr == "readme_api_url" else f", or pass {attr}= to MetricsApiConfig(...)"
+            raise AttributeError(
+                f"MetricsApiConfig.{name} cannot change once a middleware uses this config (it was read "
+                f"when the middleware was built): set it before building the middleware{argument}"
+            )
+        new = _SETTERS[attr](value)
+        if attr == "buffer_length" and self.max_batch_events < new:
+            raise ValueError("max_batch_events must be >= buffer_length")
+        setattr(self, attr, new)
 
     def __repr__(self) -> str:
         # Never print the key itself.

@@ -16,8 +16,18 @@ Where ``base`` comes from:
    ReadMe API (``https://dash.readme.com/api``) when the metrics server is the hosted one,
    and the metrics server itself when another one is configured (``metrics_server=`` or
    ``README_METRICS_SERVER``, e.g. the local collector, which answers ``GET /v1`` the same
-   way). Until the answer arrives the header is simply absent; a failed ask is retried at
-   most every :data:`RETRY_AFTER` seconds, again off the request path.
+   way); ``config.README_API_URL`` (3.4.0's name), when the app set it, wins over both.
+   Until the answer arrives the header is simply absent. A failed ask is tried again,
+   off the request path too, when a request arrives after a pause: after an outage (no
+   answer, 408, 429, 5xx) the pause starts at :data:`RETRY_FIRST` and doubles up to
+   :data:`RETRY_OUTAGE_MAX`, so the header comes back soon after the API does; after a
+   refusal (another status, or an unusable ``baseUrl``) it is :data:`RETRY_AFTER`.
+
+A ``baseUrl`` becomes the base of a header only when it is an absolute http(s) URL of
+printable ASCII characters with a host, at most ``MAX_BASE_URL`` characters
+(:func:`readme_metrics.config.clean_base_url`): an answer holding CR/LF, spaces or
+characters beyond ASCII is refused, so it can never inject a header or break the
+response.
 
 ``MetricsApiConfig(documentation_header=False)`` turns the header off entirely.
 
@@ -40,7 +50,8 @@ import requests
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.capture import new_log_id
-from readme_metrics.config import DEFAULT_METRICS_SERVER
+from readme_metrics.config import README_API as README_API  # re-exported: where it was
+from readme_metrics.config import clean_base_url, project_api
 
 if TYPE_CHECKING:
     from readme_metrics.capture import Capture
@@ -49,10 +60,21 @@ if TYPE_CHECKING:
 #: The response header's name (lower case: HTTP/2 and ASGI want it so; HTTP/1.1 does not care).
 HEADER = "x-documentation-url"
 _RAW_HEADER = HEADER.encode("ascii")
-#: The hosted ReadMe API, asked for the project's base URL when the metrics server is hosted.
-README_API = "https://dash.readme.com/api"
-#: Seconds between two attempts to learn the base URL, after a failure.
+#: Seconds before the next attempt to learn the base URL after a refusal (a status that
+#: does not mean "try later", or an unusable ``baseUrl``).
 RETRY_AFTER = 600.0
+#: Seconds before the first new attempt after an outage (no answer, 408, 429, 5xx) ...
+RETRY_FIRST = 1.0
+#: ... doubling after each failed one up to this.
+RETRY_OUTAGE_MAX = 60.0
+
+
+class BaseUrlError(ValueError):
+    """The API did not give a usable base URL; ``outage``: worth asking again soon."""
+
+    def __init__(self, message: str, *, outage: bool) -> None:
+        super().__init__(message)
+        self.outage = outage
 
 
 def _lower_bytes(name: Any) -> bytes:
@@ -61,22 +83,36 @@ def _lower_bytes(name: Any) -> bytes:
 
 def project_api_url(config: MetricsApiConfig) -> str:
     """The URL that answers ``{"baseUrl": ...}`` for this configuration."""
-    api = README_API if config.metrics_server == DEFAULT_METRICS_SERVER else config.metrics_server
-    return f"{api}/v1"
+    return f"{project_api(config)}/v1"
 
 
 def fetch_base_url(config: MetricsApiConfig) -> str:
-    """Ask the API for the project's base URL (blocking; call it off the request path)."""
+    """Ask the API for the project's base URL (blocking; call it off the request path).
+
+    Raises :class:`BaseUrlError` (``outage`` for no answer, 408, 429 and 5xx)."""
     url = project_api_url(config)
     token = base64.b64encode(f"{config.api_key}:".encode()).decode("ascii")
     headers = {"Authorization": f"Basic {token}", "User-Agent": f"readme-metrics-python@{__version__}"}
-    response = requests.get(url, headers=headers, timeout=config.timeout)
-    if response.status_code != 200:
-        raise ValueError(f"{url} answered {response.status_code}")
-    base = response.json().get("baseUrl")
-    if not isinstance(base, str) or not base.startswith(("http://", "https://")):
-        raise ValueError(f"{url} gave no usable baseUrl ({base!r})")
-    return base.rstrip("/")
+    try:
+        response = requests.get(url, headers=headers, timeout=config.timeout)
+    except requests.RequestException as exc:
+        raise BaseUrlError(f"cannot reach {url}: {type(exc).__name__}", outage=True) from exc
+    status = response.status_code
+    if status != 200:
+        raise BaseUrlError(f"{url} answered {status}", outage=status in (408, 429) or status >= 500)
+    try:
+        answer = response.json()
+    except ValueError:
+        raise BaseUrlError(f"{url} answered something else than JSON", outage=False) from None
+    raw = answer.get("baseUrl") if isinstance(answer, dict) else None
+    base = clean_base_url(raw)
+    if base is None:
+        shown = repr(raw) if not isinstance(raw, str) or len(raw) <= 100 else repr(raw[:100]) + "..."
+        raise BaseUrlError(
+            f"{url} gave no usable baseUrl ({shown}: an absolute http(s) URL of printable ASCII is needed)",
+            outage=False,
+        )
+    return base
 
 
 class DocLink:
@@ -89,6 +125,7 @@ class DocLink:
         self._lock = threading.Lock()
         self._fetching_pid: int | None = None
         self._next_attempt = 0.0
+        self._outage_pause = RETRY_FIRST
 
     def header(self, capture: Capture) -> str | None:
         """The header value for this logged response, or None (off, or base not known yet).
@@ -150,6 +187,7 @@ class DocLink:
         try:
             base = fetch_base_url(self.config)
         except Exception as exc:
+            outage = isinstance(exc, BaseUrlError) and exc.outage
             warn_limited(
                 "doclink",
                 "readme_metrics: cannot learn the project's base URL for x-documentation-url (%s); "
@@ -158,11 +196,16 @@ class DocLink:
                 every=3600.0,
             )
             with self._lock:
-                self._next_attempt = time.monotonic() + RETRY_AFTER
+                if outage:  # back soon, maybe: ask again soon, less often the longer it lasts
+                    pause, self._outage_pause = self._outage_pause, min(self._outage_pause * 2, RETRY_OUTAGE_MAX)
+                else:
+                    pause = RETRY_AFTER
+                self._next_attempt = time.monotonic() + pause
                 self._fetching_pid = None
             return
         with self._lock:
             self.base = base
+            self._outage_pause = RETRY_FIRST
             self._fetching_pid = None
         logger.info("readme_metrics: x-documentation-url links start with %s/logs/", base)
 

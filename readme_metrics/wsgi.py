@@ -139,7 +139,12 @@ class _Exchange:
             parsed = _parse_status(status)
         headers = self.middleware.doclink.add_to(capture, headers)  # the one change to a response
         capture.response_started(parsed[0], list(headers), parsed[1])
-        self._server_write = self._server_start_response(status, headers, exc_info)
+        # exc_info only when there is one: some servers' and test harnesses' start_response
+        # take exactly two parameters (PEP 3333 makes the third optional).
+        if exc_info is None:
+            self._server_write = self._server_start_response(status, headers)
+        else:
+            self._server_write = self._server_start_response(status, headers, exc_info)
         return self.write
 
     def write(self, data: bytes) -> object:
