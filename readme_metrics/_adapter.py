@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger
+from readme_metrics.config import mark_in_use
 from readme_metrics.delivery import client_for
 from readme_metrics.doclink import doclink_for
 
@@ -23,7 +24,7 @@ class Adapter:
     def __init__(self, config: MetricsApiConfig) -> None:
         self.config = config
         # Read below once and for all: 3.4.0's upper-case attributes refuse changes from now on.
-        config._in_use = True  # type: ignore[attr-defined]
+        mark_in_use(config)
         if config.grouping_function is None:
             logger.warning(
                 "readme_metrics: no grouping function (MetricsApiConfig(api_key, None)): every request is "

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -306,7 +307,7 @@ class MetricsApiConfig:
                 "MetricsApiConfig.LOGGER cannot be set: the SDK logs through the standard logger "
                 "logging.getLogger('readme_metrics'); configure that one (level, handlers, propagate)"
             )
-        if getattr(self, "_in_use", False):
+        if self in _in_use:
             argument = "" if attr == "readme_api_url" else f", or pass {attr}= to MetricsApiConfig(...)"
             raise AttributeError(
                 f"MetricsApiConfig.{name} cannot change once a middleware uses this config (it was read "
@@ -320,3 +321,14 @@ class MetricsApiConfig:
     def __repr__(self) -> str:
         # Never print the key itself.
         return f"MetricsApiConfig(api_key='…{self.api_key[-4:]}', metrics_server={self.metrics_server!r})"
+
+
+#: Configurations a middleware was built with (it read them then): their 3.4.0 attributes
+#: can no longer be set. Kept here, not on the user's object.
+_in_use: weakref.WeakSet[MetricsApiConfig] = weakref.WeakSet()
+
+
+def mark_in_use(config: MetricsApiConfig) -> None:
+    """Called by a middleware built with ``config``: from now on, setting one of 3.4.0's
+    upper-case attributes raises (the middleware would not see the change)."""
+    _in_use.add(config)

@@ -42,6 +42,7 @@ import base64
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -212,8 +213,13 @@ class DocLink:
 
 def doclink_for(config: MetricsApiConfig) -> DocLink:
     """The one :class:`DocLink` of a configuration (middlewares sharing a config share it)."""
-    link: Any = getattr(config, "_doclink", None)
-    if link is None:
-        link = DocLink(config)
-        config._doclink = link  # type: ignore[attr-defined]
-    return link  # type: ignore[no-any-return]
+    with _links_lock:
+        link = _links.get(config)
+        if link is None:
+            link = _links[config] = DocLink(config)
+        return link
+
+
+#: The link of each configuration (kept here, not on the user's object).
+_links: weakref.WeakKeyDictionary[Any, DocLink] = weakref.WeakKeyDictionary()
+_links_lock = threading.Lock()

@@ -36,7 +36,7 @@ def make_log(
     response_body: str = '{"ok":true}',
     request_headers: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """A log object as the SDK sends it (wire-format.md)."""
+    """A log object as the SDK sends it (docs/protocol.md)."""
     entry: dict[str, Any] = {
         "pageref": url,
         "startedDateTime": iso(time.time() - 60 if started is None else started),

@@ -181,7 +181,6 @@ def test_mask_keeps_last_four_only() -> None:
 def test_full_queue_drops_and_counts_without_blocking(api: MetricsStandIn) -> None:
     # The stand-in holds the first post for 3 s; meanwhile the queue (2 events) fills up.
     api.faults.append(Fault(status=200, delay=3))
-    # The queue of this process (a delivery process has its own: tests/test_delivery.py).
     config = MetricsApiConfig("test-api-key", group_of, metrics_server=api.url, max_queue_events=2, timeout=10)
     client = Client(config)
     client.submit(make_capture(request_headers=[("X-Test-Id", "first")]))

@@ -46,12 +46,6 @@ _MARK = re.compile(r"<!--\s*(not run|run with):\s*(.*?)\s*-->", re.S)
 #: Markers README.md should carry, until it does (README.md is edited by the lead; the
 #: exact lines are in the report of issue 20). Keyed by the block's first line. The test
 #: fails once README.md carries its own marker for one of these, so this table empties.
-PENDING_README_MARKS: dict[str, tuple[str, str]] = {
-    "from readme_metrics import MetricsApiConfig, MetricsMiddleware": ("run with", "flask"),
-    "app.add_middleware(MetricsMiddleware, config=config)": ("run with", "fastapi"),
-    "from readme_metrics.webhooks import verify, VerificationError": ("run with", "webhook"),
-}
-
 WEBHOOK_SECRET = "docs-webhook-secret"
 
 
@@ -210,10 +204,6 @@ def test_the_python_blocks_of_a_page_run(
     try:
         for block in blocks:
             mark = block.mark
-            first = block.code.splitlines()[0] if block.code.strip() else ""
-            if page == "README.md" and first in PENDING_README_MARKS:
-                assert mark is None, f"{block.id} has its marker now: remove it from PENDING_README_MARKS"
-                mark = PENDING_README_MARKS[first]
             if mark is not None and mark[0] == "not run":
                 assert mark[1], f"{block.id}: '<!-- not run: -->' needs a reason"
                 continue

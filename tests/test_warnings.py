@@ -52,8 +52,7 @@ def test_a_grouping_function_that_returns_a_string_after_one_that_raised_is_repo
 ) -> None:
     """The issue's case, end to end: the first request's grouping function raises, the
     second's returns a string. Both problems are reported (before, the second warning
-    was swallowed for a minute by the first one's limit). Delivery in this process: with
-    a delivery process the shape is judged there, under that process's own limits."""
+    was swallowed for a minute by the first one's limit)."""
     answers: list[Any] = [KeyError("no such user"), "acme"]
 
     def grouping(request: Any) -> Any:
@@ -66,9 +65,7 @@ def test_a_grouping_function_that_returns_a_string_after_one_that_raised_is_repo
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    config = MetricsApiConfig(
-        "test-api-key", grouping, metrics_server=api.url, documentation_header=False, delivery_process=False
-    )
+    config = MetricsApiConfig("test-api-key", grouping, metrics_server=api.url, documentation_header=False)
     with caplog.at_level(logging.WARNING, logger="readme_metrics"):
         middleware = MetricsMiddleware(app, config)
         try:

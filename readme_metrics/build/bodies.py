@@ -22,7 +22,7 @@ Runs on the worker thread only, on the copy the request path kept (at most
    document is parsed, redacted at every depth and re-serialized. Text bodies that look
    like JSON (``{`` or ``[`` first) are redacted the same way when they parse.
 5. Other text stays text in its charset; anything else is base64 with
-   ``"encoding": "base64"`` (HAR 1.2). The delivery process encodes large ones late
+   ``"encoding": "base64"`` (HAR 1.2). The builder encodes large ones late
    (see :func:`splice_late`): the log holds a token, the encoded JSON the base64.
 
 Fail closed: with a denylist or allowlist configured, a body that declares JSON or a form
