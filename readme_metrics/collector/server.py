@@ -44,14 +44,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import ipaddress
 import json
-import math
-import re
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -60,88 +56,25 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from readme_metrics._log import logger
 from readme_metrics._version import __version__
+from readme_metrics.collector.body import read_body
+from readme_metrics.collector.errors import HttpError
+from readme_metrics.collector.export import EXPORT_LIMIT, har_of
+from readme_metrics.collector.guard import host_name, is_loopback
+from readme_metrics.collector.ingest import DEFAULT_MAX_BATCH_BYTES, decompress_gzip, parse_json
 from readme_metrics.collector.storage import (
     Filters,
     InvalidLogError,
-    Log,
     Storage,
     StorageClosedError,
     validate_batch,
 )
 
-DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
-EXPORT_LIMIT = 10_000
-_LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
-_DIGITS = re.compile(r"[0-9]+")
-_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
-
-
-class HttpError(Exception):
-    """An error answer: status and reason."""
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or {}
+__all__ = ["DEFAULT_MAX_BATCH_BYTES", "Collector", "HttpError", "dashboard_html"]
 
 
 def dashboard_html() -> bytes:
     """The dashboard page (package data: ``readme_metrics/collector/static/index.html``)."""
     return resources.files("readme_metrics.collector").joinpath("static/index.html").read_bytes()
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host_header: str) -> str:
-    """The name part of a ``Host`` header (``[::1]:80`` -> ``::1``)."""
-    if host_header.startswith("["):
-        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-def decompress_gzip(data: bytes, limit: int) -> bytes:
-    """Gunzip ``data`` (several members allowed) without producing more than ``limit`` bytes."""
-    out = bytearray()
-    while data:
-        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out += decoder.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise HttpError(400, f"the body is not valid gzip: {exc}") from None
-        if len(out) > limit:
-            raise HttpError(413, f"the decompressed body is larger than {limit} bytes")
-        if not decoder.eof:
-            raise HttpError(400, "the gzip body is truncated")
-        data = decoder.unused_data
-    return bytes(out)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large")
-    return value
-
-
-def parse_json(body: bytes | str) -> Any:
-    """Strict JSON: ``NaN``, ``Infinity`` and numbers beyond a float's range are ``ValueError``.
-
-    (They would be stored, then served back as text that is not JSON.)
-    """
-    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class _IPv6Server(ThreadingHTTPServer):
@@ -152,29 +85,6 @@ class _IPv6Server(ThreadingHTTPServer):
             with contextlib.suppress(AttributeError, OSError):
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
-
-
-def har_of(logs: Iterable[Log]) -> dict[str, Any]:
-    """A HAR 1.2 document of stored log objects (one entry each; ``_readmeLogId`` names the log)."""
-    entries = []
-    for log in logs:
-        for raw in log["request"]["log"]["entries"][:1]:
-            entry = dict(raw)
-            entry.pop("pageref", None)  # there are no pages in this file
-            entry.setdefault("cache", {})
-            entry.setdefault("timings", {"send": 0, "wait": entry.get("time", 0), "receive": 0})
-            entry["_readmeLogId"] = log["_id"]
-            group = log.get("group") or {}
-            if group.get("label"):
-                entry["_caller"] = group["label"]
-            entries.append(entry)
-    return {
-        "log": {
-            "version": "1.2",
-            "creator": {"name": "readme-metrics collector", "version": __version__},
-            "entries": entries,
-        }
-    }
 
 
 class Collector:
@@ -197,7 +107,7 @@ class Collector:
         self.api_keys = frozenset(api_keys)
         self.max_batch_bytes = max_batch_bytes
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.loopback_only = _is_loopback(host)
+        self.loopback_only = is_loopback(host)
         self._page = dashboard_html()
         self._active = 0  # ingests whose body is being read or stored (under _active_cond)
         self._active_cond = threading.Condition()
@@ -371,55 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self, limit: int) -> bytes:
         """The request body (Content-Length or chunked), at most ``limit`` bytes."""
         self._body_read = True
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked(limit)
-        lengths = self.headers.get_all("Content-Length") or []
-        if not lengths:
-            return b""
-        length_text = lengths[0].strip(" \t")
-        # int() would take "-1" (read until the client closes: no bound), "+5" and "1_000".
-        if not _DIGITS.fullmatch(length_text) or any(other.strip(" \t") != length_text for other in lengths):
-            self.close_connection = True
-            raise HttpError(400, "malformed Content-Length")
-        length = int(length_text)
-        if length > limit:
-            if length <= 2 * limit:  # read it, so that the client gets the answer, not a reset
-                while length > 0:
-                    chunk = self.rfile.read(min(length, 65536))
-                    if not chunk:
-                        break
-                    length -= len(chunk)
-            else:
-                self.close_connection = True
-            raise HttpError(413, f"the body is larger than {limit} bytes")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise HttpError(400, "the body is shorter than its Content-Length")
-        return body
-
-    def _read_chunked(self, limit: int) -> bytes:
-        out = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            size_text = line.split(b";")[0].strip(b" \t\r\n")
-            if not _HEX_DIGITS.fullmatch(size_text):  # int(x, 16) takes "-1", "0x10", "1_0"
-                self.close_connection = True
-                raise HttpError(400, "malformed chunked body")
-            size = int(size_text, 16)
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(out)
-            if len(out) + size > limit:
-                self.close_connection = True
-                raise HttpError(413, f"the body is larger than {limit} bytes")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size:
-                self.close_connection = True
-                raise HttpError(400, "the chunked body is truncated")
-            out += chunk
-            self.rfile.readline(1024)
+        return read_body(self.rfile, self.headers, limit)
 
     def _query(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
@@ -427,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dashboard_guard(self) -> None:
         if self.collector.loopback_only:
             host = self.headers.get("Host") or ""
-            if host and not _is_loopback(_host_name(host)):
+            if host and not is_loopback(host_name(host)):
                 raise HttpError(403, "the dashboard answers only to localhost / 127.0.0.1 while bound to loopback")
 
     def _dispatch(self, method: str) -> None:
@@ -435,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._route(method, unquote(urlsplit(self.path).path))
         except HttpError as exc:
+            if exc.close:
+                self.close_connection = True
             if not self._body_read and (self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")):
                 self.close_connection = True  # the unread body must not be taken for the next request
             self._json(exc.status, {"error": exc.reason}, exc.headers)
