@@ -36,7 +36,8 @@ accepts IPv4 where the system allows dual-stack sockets).
 
 The dashboard routes carry no authentication: logs can hold personal data, so the
 collector binds to 127.0.0.1 by default, and while bound to a loopback address it answers
-dashboard requests only for loopback host names (a guard against DNS rebinding).
+only loopback host names, on every route (a guard against DNS rebinding); a ``POST``
+must be ``application/json`` from no other site's ``Origin`` (see :mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from readme_metrics._version import __version__
 from readme_metrics.collector.body import read_body
 from readme_metrics.collector.errors import HttpError
 from readme_metrics.collector.export import EXPORT_LIMIT, har_of
-from readme_metrics.collector.guard import host_name, is_loopback
+from readme_metrics.collector.guard import check_host, check_post, is_loopback
 from readme_metrics.collector.ingest import DEFAULT_MAX_BATCH_BYTES, decompress_gzip, parse_json
 from readme_metrics.collector.storage import (
     Filters,
@@ -286,12 +287,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _query(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
 
-    def _dashboard_guard(self) -> None:
-        if self.collector.loopback_only:
-            host = self.headers.get("Host") or ""
-            if host and not is_loopback(host_name(host)):
-                raise HttpError(403, "the dashboard answers only to localhost / 127.0.0.1 while bound to loopback")
-
     def _dispatch(self, method: str) -> None:
         self._body_read = False
         try:
@@ -322,6 +317,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str) -> None:
         c = self.collector
+        check_host(c.loopback_only, self.headers.get("Host"))
+        if method == "POST":
+            check_post(
+                self.headers.get("Content-Type"), self.headers.get("Origin"), self.headers.get("Host"), c.public_url
+            )
         if path == "/v1/request":
             if method != "POST":
                 raise HttpError(405, "use POST", {"Allow": "POST"})
@@ -341,7 +341,6 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/healthz":
             self._json(200, {"ok": True, "logs": c.storage.count()})
             return
-        self._dashboard_guard()
         if method == "GET" and (path == "/" or path.startswith("/logs/")):
             self._send(200, c._page, "text/html; charset=utf-8", {"Content-Security-Policy": _CSP})
             return
