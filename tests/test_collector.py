@@ -165,7 +165,6 @@ _MALFORMED_BODIES: list[tuple[str, bytes | Callable[[str], bytes], str]] = [
     ("object", b'{"_id": "x"}', "array"),
     ("string", b'"text"', "array"),
     ("not utf-8", b"\xff\xfe\x00", "not JSON"),
-    ("nested too deeply", b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     # Python's json reads these; they would be stored, then served back as invalid JSON.
     ("NaN time", _altered('"time": 12.5', '"time": NaN'), "not JSON"),
     ("-Infinity time", _altered('"time": 12.5', '"time": -Infinity'), "not JSON"),

@@ -10,14 +10,19 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from readme_metrics.collector.ingest import json_cost
 from tests.collector_rig import auth, collector, get_json, make_log, post
 from tests.servers import Server
 
@@ -124,3 +129,142 @@ def test_other_routes_follow_the_same_rules(server: Server, method: str, path: s
     # The dashboard's own export (same origin, JSON) still works.
     own = {"Origin": f"http://127.0.0.1:{server.port}", "Content-Type": _JSON}
     assert exchange(server.port, "POST", "/api/export.har", own, b'{"ids": []}')[0] == 200
+
+
+# -- 2. What parsing a batch costs, and how many are parsed at once ----------------------
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc")
+def test_a_small_gzip_of_many_values_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """63 KiB of gzip, 64 MiB of ``[],``: 21 million lists once took the collector to 1.7 GiB."""
+    srv = collector(tmp_path / "bomb.sqlite3")  # default limits
+    try:
+        before = _peak_rss_kib(srv.proc.pid)
+        bomb = b"[" + b"[]," * (21 * 1024 * 1024) + b"[]]"
+        status, answer = post(srv.url, None, raw=bomb, compress=True, key="k")
+        grown = _peak_rss_kib(srv.proc.pid) - before
+        # The bytes (64 MiB decompressed, 64 MiB of structure counted): about 125 MiB, no objects.
+        assert grown < 256 * 1024, f"peak RSS grew by {grown // 1024} MiB ({status} {answer})"
+        assert status == 413, answer
+        assert "values" in answer["error"], answer
+        assert post(srv.url, [make_log()], key="k")[0] == 202
+    finally:
+        srv.stop()
+
+
+def _cost(value: Any) -> int:
+    """The documented cost: 1 per value and per object key; an empty array or object costs 2."""
+    if isinstance(value, list):
+        return 1 + sum(_cost(v) for v in value) if value else 2
+    if isinstance(value, dict):
+        return 1 + sum(1 + _cost(v) for v in value.values()) if value else 2
+    return 1
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+# Strings full of what a naive count would take for structure: brackets, commas, colons,
+# quotes and backslashes (escaped in the JSON text).
+_tricky_text = st.text(alphabet=st.sampled_from('[]{},:"\\ aé\n'), max_size=12)
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _tricky_text,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(_tricky_text, inner, max_size=5),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_json_values, ensure_ascii=st.booleans(), indent=st.sampled_from([None, 0, 2]))
+def test_the_cost_is_counted_on_the_bytes_exactly(value: Any, ensure_ascii: bool, indent: int | None) -> None:
+    """The count the collector makes before parsing equals the documented cost of the value."""
+    text = json.dumps(value, ensure_ascii=ensure_ascii, indent=indent).encode()
+    assert json_cost(text, 10**9) == (_cost(value), _depth(value))
+
+
+MAX_VALUES, MAX_DEPTH = 150, 11
+
+
+@pytest.fixture(scope="module")
+def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    db = tmp_path_factory.mktemp("small") / "logs.sqlite3"
+    srv = collector(db, "--max-batch-values", str(MAX_VALUES), "--max-batch-depth", str(MAX_DEPTH))
+    yield srv
+    srv.stop()
+
+
+@PROPERTY
+@given(extra=_json_values, gzipped=st.booleans(), indent=st.sampled_from([None, 1]))
+def test_a_batch_is_refused_exactly_when_it_costs_too_much(
+    small_limits: Server, extra: Any, gzipped: bool, indent: int | None
+) -> None:
+    """A generated extra field in a log: 413 iff values or depth pass the limits, else 202."""
+    marker = uuid.uuid4().hex
+    log = make_log(url=f"http://api.test/cost?m={marker}")
+    # In a header object, 9 levels down: a generated value 3 deep passes MAX_DEPTH.
+    log["request"]["log"]["entries"][0]["request"]["headers"][0]["_extra"] = extra
+    batch = [log]
+    status, answer = post(small_limits.url, None, raw=json.dumps(batch, indent=indent).encode(), compress=gzipped)
+    too_costly = _cost(batch) > MAX_VALUES or _depth(batch) > MAX_DEPTH
+    assert status == (413 if too_costly else 202), (answer, _cost(batch), _depth(batch))
+    assert count_marked(small_limits.url, marker) == (0 if too_costly else 1)
+
+
+def test_deep_nesting_is_refused_before_parsing(server: Server) -> None:
+    """100,000 levels: the parser's recursion once decided (400, "not JSON"); now the bound does."""
+    status, answer = post(server.url, None, raw=b"[" * 100_000 + b"]" * 100_000, key=KEY)
+    assert status == 413, answer
+    assert "deeper than 64 levels" in answer["error"], answer  # the default
+
+
+def _hold_an_ingest(port: int) -> socket.socket:
+    """A batch whose headers are sent and whose body never ends: it holds an ingest."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        (
+            f"POST /v1/request HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth('k')}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n["
+        ).encode()
+    )
+    return sock
+
+
+def test_concurrent_ingests_are_bounded(tmp_path: Path) -> None:
+    """Past ``--max-concurrent-ingests`` (default 4) a batch gets 503 + Retry-After at once."""
+    srv = collector(tmp_path / "busy.sqlite3")  # the default bound
+    held: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            held.append(_hold_an_ingest(srv.port))
+            time.sleep(0.05)
+        time.sleep(0.3)  # each is counted before its body is read
+        status, headers, answer = exchange(
+            srv.port, "POST", "/v1/request", {"Authorization": auth("k"), "Content-Type": _JSON}, b"[]"
+        )
+        assert status == 503, answer
+        assert headers.get("retry-after", "").isdigit(), headers
+        # Reads are not ingests: the dashboard still answers.
+        assert get_json(srv.url, "/healthz")["ok"] is True
+        held.pop().close()  # one slot freed
+        time.sleep(0.3)
+        assert post(srv.url, [make_log()], key="k")[0] == 202
+    finally:
+        for sock in held:
+            sock.close()
+        srv.stop()

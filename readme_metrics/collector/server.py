@@ -7,7 +7,10 @@ Routes (all answers are JSON unless said otherwise):
     is a JSON array of log objects, plain or ``Content-Encoding: gzip`` (``Content-Length``
     or chunked). Every log of the batch is validated before any is stored: a malformed
     batch gets ``400 {"error": "<reason>"}`` and stores nothing; a missing or unknown key
-    gets 401; a body (or its decompressed form) over ``max_batch_bytes`` gets 413. A
+    gets 401; a body (or its decompressed form) over ``max_batch_bytes``, or one whose
+    parsing would cost more than ``max_batch_values`` values or ``max_batch_depth`` levels
+    (see :mod:`.ingest`), gets 413; past ``max_concurrent_ingests`` batches at once, 503
+    with ``Retry-After``. A
     ``Content-Length`` other than plain ASCII digits, or a chunk size other than hexadecimal
     digits, gets 400 and the connection is closed. JSON's non-standard ``NaN`` and
     ``Infinity`` (and numbers too large for a float) are refused (400), as are strings
@@ -61,7 +64,15 @@ from readme_metrics.collector.body import read_body
 from readme_metrics.collector.errors import HttpError
 from readme_metrics.collector.export import EXPORT_LIMIT, har_of
 from readme_metrics.collector.guard import check_host, check_post, is_loopback
-from readme_metrics.collector.ingest import DEFAULT_MAX_BATCH_BYTES, decompress_gzip, parse_json
+from readme_metrics.collector.ingest import (
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_DEPTH,
+    DEFAULT_MAX_BATCH_VALUES,
+    DEFAULT_MAX_CONCURRENT_INGESTS,
+    BatchLimits,
+    decode_json_body,
+    parse_json,
+)
 from readme_metrics.collector.storage import (
     Filters,
     InvalidLogError,
@@ -102,11 +113,15 @@ class Collector:
         *,
         api_keys: Iterable[str] = (),
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_batch_values: int = DEFAULT_MAX_BATCH_VALUES,
+        max_batch_depth: int = DEFAULT_MAX_BATCH_DEPTH,
+        max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
         public_url: str | None = None,
     ) -> None:
         self.storage = storage
         self.api_keys = frozenset(api_keys)
-        self.max_batch_bytes = max_batch_bytes
+        self.limits = BatchLimits(max_batch_bytes, max_batch_values, max_batch_depth)
+        self.max_concurrent_ingests = max_concurrent_ingests
         self.public_url = public_url.rstrip("/") if public_url else None
         self.loopback_only = is_loopback(host)
         self._page = dashboard_html()
@@ -211,10 +226,18 @@ class Collector:
         return key
 
     def begin_ingest(self) -> None:
-        """Count an ingest as active (before its body is read), or 503 once stopping."""
+        """Count an ingest as active (before its body is read), or 503 once stopping or busy.
+
+        At most ``max_concurrent_ingests`` batches are read, parsed and stored at once, so
+        that memory is bounded by that many times what one batch may cost.
+        """
         with self._active_cond:
             if self._stop.is_set():
                 raise HttpError(503, "the collector is stopping; retry later", {"Retry-After": "5"})
+            if self._active >= self.max_concurrent_ingests:
+                raise HttpError(
+                    503, f"{self._active} batches are being received already; retry later", {"Retry-After": "1"}
+                )
             self._active += 1
 
     def end_ingest(self) -> None:
@@ -224,15 +247,7 @@ class Collector:
 
     def ingest(self, body: bytes, encoding: str) -> dict[str, int]:
         """Validate and store one batch (all or nothing)."""
-        encoding = encoding.strip().lower()
-        if encoding == "gzip":
-            body = decompress_gzip(body, self.max_batch_bytes)
-        elif encoding not in ("", "identity"):
-            raise HttpError(415, f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
-        try:
-            payload = parse_json(body)
-        except (ValueError, RecursionError) as exc:
-            raise HttpError(400, f"the body is not JSON: {exc}") from None
+        payload = decode_json_body(body, encoding, self.limits)
         try:
             records = validate_batch(payload)
         except InvalidLogError as exc:
@@ -289,8 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self._body_read = False
+        path = unquote(urlsplit(self.path).path)
         try:
-            self._route(method, unquote(urlsplit(self.path).path))
+            self._route(method, path)
         except HttpError as exc:
             if exc.close:
                 self.close_connection = True
@@ -328,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
             c.check_key(self.headers.get("Authorization"))
             c.begin_ingest()  # before the body is read: stop() waits for this batch
             try:
-                body = self._read_body(c.max_batch_bytes)
+                body = self._read_body(c.limits.max_bytes)
                 result = c.ingest(body, self.headers.get("Content-Encoding") or "")
             finally:
                 c.end_ingest()
