@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import math
 import socket
 import sys
 import time
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -268,3 +270,100 @@ def test_concurrent_ingests_are_bounded(tmp_path: Path) -> None:
         for sock in held:
             sock.close()
         srv.stop()
+
+
+# -- 3. Filters out of range and export filters of the wrong shape -----------------------
+
+_numbers = st.one_of(
+    st.floats(),  # NaN, infinities, 1e300, -0.0, subnormals
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.sampled_from(["-1e300", "1e300", "1e308", "9" * 30, "nan", "-inf", "0x10", "1_000", "", " 5 "]),
+)
+
+
+def _in_range(text: str) -> bool:
+    """What the docs promise to accept: a finite number of seconds from 0 to 253402300800."""
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and 0 <= value <= 253402300800
+
+
+@PROPERTY
+@given(since=_numbers, until=_numbers, route=st.sampled_from(["/api/summary", "/api/logs", "/api/export.har"]))
+def test_time_filters_out_of_range_answer_400(server: Server, since: Any, until: Any, route: str) -> None:
+    query = f"since={quote(str(since))}&until={quote(str(until))}"
+    status, _, answer = exchange(server.port, "GET", f"{route}?{query}", {})
+    ok = all(_in_range(str(v)) or str(v).strip() == "" for v in (since, until))
+    assert status == (200 if ok else 400), (query, answer)
+
+
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+_shapes = st.recursive(
+    _json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+)
+_filter_objects = st.dictionaries(
+    st.sampled_from(["since", "until", "endpoint", "status", "group", "q", "bogus"]), _shapes, max_size=4
+)
+
+
+_FILTER_NAMES = {"since", "until", "endpoint", "status", "group", "q"}
+
+
+def _well_formed(request: Any) -> bool:
+    """The documented export request: an object with ``ids`` (strings) or ``filters`` (an
+    object of filter names to strings or numbers), not both; null is absent."""
+    if not isinstance(request, dict) or not set(request) <= {"ids", "filters"}:
+        return False
+    ids, filters = request.get("ids"), request.get("filters")
+    if ids is not None and filters is not None:
+        return False
+    if ids is not None:
+        return isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+    if filters is not None:
+        return (
+            isinstance(filters, dict)
+            and set(filters) <= _FILTER_NAMES
+            and all(
+                v is None or (isinstance(v, str | int | float) and not isinstance(v, bool)) for v in filters.values()
+            )
+        )
+    return True
+
+
+@PROPERTY
+@given(
+    request=st.one_of(
+        st.fixed_dictionaries({"filters": _shapes | _filter_objects}),
+        st.fixed_dictionaries({"ids": _shapes}),
+        st.fixed_dictionaries({"ids": st.lists(st.text(max_size=8), max_size=3)}),
+        _shapes,
+    )
+)
+def test_export_requests_of_any_shape_answer_200_or_400(server: Server, request: Any) -> None:
+    body = json.dumps(request).encode()
+    status, _, answer = exchange(server.port, "POST", "/api/export.har", {"Content-Type": _JSON}, body)
+    assert status in (200, 400), (request, answer)
+    if not _well_formed(request):
+        assert status == 400, (request, answer)
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"filters": {"q": "\ud800"}},
+        {"filters": {"endpoint": "GET /\udfff"}},
+        {"ids": ["\ud800"]},
+        {"filters": {"since": -1e300}},
+        {"filters": {"until": 1e300}},
+        {"filters": [1]},
+        {"filters": "since=0"},
+        {"filters": {"since": [0]}},
+        {"ids": [None]},
+    ],
+)
+def test_export_table_of_bad_requests(server: Server, request_body: Any) -> None:
+    body = json.dumps(request_body).encode()  # lone surrogates travel as \\ud800 escapes
+    status, _, answer = exchange(server.port, "POST", "/api/export.har", {"Content-Type": _JSON}, body)
+    assert status == 400, answer

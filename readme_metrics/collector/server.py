@@ -62,7 +62,7 @@ from readme_metrics._log import logger
 from readme_metrics._version import __version__
 from readme_metrics.collector.body import read_body
 from readme_metrics.collector.errors import HttpError
-from readme_metrics.collector.export import EXPORT_LIMIT, har_of
+from readme_metrics.collector.export import EXPORT_LIMIT, export_request, har_of
 from readme_metrics.collector.guard import check_host, check_post, is_loopback
 from readme_metrics.collector.ingest import (
     DEFAULT_MAX_BATCH_BYTES,
@@ -71,7 +71,6 @@ from readme_metrics.collector.ingest import (
     DEFAULT_MAX_CONCURRENT_INGESTS,
     BatchLimits,
     decode_json_body,
-    parse_json,
 )
 from readme_metrics.collector.storage import (
     Filters,
@@ -398,30 +397,20 @@ class _Handler(BaseHTTPRequestHandler):
         return min(max(value, lo), hi)
 
     def _export(self, method: str) -> None:
-        storage = self.collector.storage
+        c = self.collector
         ids: list[str] | None = None
         filters = Filters()
         if method == "POST":
-            try:
-                request = parse_json(self._read_body(16 * 1024 * 1024) or b"{}")
-            except ValueError:
-                raise HttpError(400, "the body must be JSON: {'ids': [...]} or {'filters': {...}}") from None
-            if not isinstance(request, dict):
-                raise HttpError(400, "the body must be a JSON object")
-            if request.get("ids") is not None:
-                ids = [str(i) for i in request["ids"]] if isinstance(request["ids"], list) else None
-                if ids is None:
-                    raise HttpError(400, "ids must be an array of log ids")
-            else:
-                raw = request.get("filters") or {}
-                filters = self._filters({str(k): str(v) for k, v in raw.items() if v is not None})
+            limits = BatchLimits(16 * 1024 * 1024, c.limits.max_values, c.limits.max_depth)
+            body = self._read_body(limits.max_bytes) or b"{}"
+            ids, filters = export_request(decode_json_body(body, self.headers.get("Content-Encoding") or "", limits))
         else:
             query = self._query()
             if query.get("ids"):
                 ids = [i for i in query["ids"].split(",") if i]
             else:
                 filters = self._filters(query)
-        logs = storage.full_logs(ids=ids, filters=filters, limit=EXPORT_LIMIT)
+        logs = c.storage.full_logs(ids=ids, filters=filters, limit=EXPORT_LIMIT)
         body = json.dumps(har_of(logs), ensure_ascii=False, indent=1).encode("utf-8")
         name = time.strftime("readme-metrics-%Y%m%d-%H%M%S.har")
         self._send(
