@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import logging
 import math
+import re
 import socket
 import sys
 import time
@@ -24,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from readme_metrics.collector import Collector, Storage
 from readme_metrics.collector.ingest import json_cost
 from tests.collector_rig import auth, collector, get_json, make_log, post
 from tests.servers import Server
@@ -367,3 +370,35 @@ def test_export_table_of_bad_requests(server: Server, request_body: Any) -> None
     body = json.dumps(request_body).encode()  # lone surrogates travel as \\ud800 escapes
     status, _, answer = exchange(server.port, "POST", "/api/export.har", {"Content-Type": _JSON}, body)
     assert status == 400, answer
+
+
+# -- 4. Refused batches are logged, rate-limited -----------------------------------------
+
+
+def test_refused_batches_are_logged_once_a_minute(tmp_path: Path) -> None:
+    srv = collector(tmp_path / "keys.sqlite3", "--api-key", "the-right-key")
+    try:
+        for _ in range(30):
+            assert post(srv.url, [make_log()], key="a-wrong-key")[0] == 401
+        assert post(srv.url, [make_log()], key="the-right-key")[0] == 202
+    finally:
+        out = srv.stop()
+    lines = [line for line in out.splitlines() if "refused a batch" in line]
+    assert len(lines) == 1, out
+    assert "401" in lines[0] and "unknown API key" in lines[0] and "127.0.0.1" in lines[0], lines
+    assert "a-wrong-key" not in out  # the key itself is not logged
+
+
+def test_refusal_log_counts_what_it_held_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    c = Collector(Storage(tmp_path / "c.sqlite3"), api_keys=["right"], refusal_log_every=0.5).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="readme_metrics"):
+            for _ in range(5):
+                assert post(c.url, [make_log()], key="wrong")[0] == 401
+            time.sleep(0.6)
+            assert post(c.url, [make_log()], key="wrong")[0] == 401
+    finally:
+        c.stop()
+    refused = [r.getMessage() for r in caplog.records if "refused a batch" in r.getMessage()]
+    assert len(refused) == 2, refused
+    assert re.search(r"\b4 similar warnings suppressed", refused[1]), refused

@@ -9,10 +9,10 @@ Only the standard library is used (``http.server``, ``sqlite3``, ``gzip``, ``jso
 
 - :mod:`readme_metrics.collector.storage`: validation of log objects and the SQLite store.
 - :mod:`readme_metrics.collector.server`: the HTTP server (routes, the dashboard JSON).
-- :mod:`readme_metrics.collector.guard`: the loopback ``Host`` rule.
+- :mod:`readme_metrics.collector.guard`: the loopback ``Host`` rule and no cross-site posts.
 - :mod:`readme_metrics.collector.body`: reading a request body within a byte bound.
-- :mod:`readme_metrics.collector.ingest`: a body's JSON (gzip within a byte bound, strict parsing).
-- :mod:`readme_metrics.collector.export`: the HAR document of an export.
+- :mod:`readme_metrics.collector.ingest`: a body's JSON within bounds (bytes, values, depth).
+- :mod:`readme_metrics.collector.export`: what an export asks for, and the HAR it gets.
 - :mod:`readme_metrics.collector.errors`: the error answer they share.
 - :mod:`readme_metrics.collector.cli`: the ``serve`` command.
 

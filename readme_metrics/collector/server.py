@@ -10,7 +10,7 @@ Routes (all answers are JSON unless said otherwise):
     gets 401; a body (or its decompressed form) over ``max_batch_bytes``, or one whose
     parsing would cost more than ``max_batch_values`` values or ``max_batch_depth`` levels
     (see :mod:`.ingest`), gets 413; past ``max_concurrent_ingests`` batches at once, 503
-    with ``Retry-After``. A
+    with ``Retry-After``. Each refusal is logged, one warning per answer code a minute. A
     ``Content-Length`` other than plain ASCII digits, or a chunk size other than hexadecimal
     digits, gets 400 and the connection is closed. JSON's non-standard ``NaN`` and
     ``Infinity`` (and numbers too large for a float) are refused (400), as are strings
@@ -58,7 +58,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from readme_metrics._log import logger
+from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.collector.body import read_body
 from readme_metrics.collector.errors import HttpError
@@ -116,12 +116,14 @@ class Collector:
         max_batch_depth: int = DEFAULT_MAX_BATCH_DEPTH,
         max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
         public_url: str | None = None,
+        refusal_log_every: float = 60.0,
     ) -> None:
         self.storage = storage
         self.api_keys = frozenset(api_keys)
         self.limits = BatchLimits(max_batch_bytes, max_batch_values, max_batch_depth)
         self.max_concurrent_ingests = max_concurrent_ingests
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.refusal_log_every = refusal_log_every  # seconds between two warnings of one kind
         self.loopback_only = is_loopback(host)
         self._page = dashboard_html()
         self._active = 0  # ingests whose body is being read or stored (under _active_cond)
@@ -257,6 +259,17 @@ class Collector:
             raise HttpError(503, "the collector is stopping; retry later", {"Retry-After": "5"}) from None
         return {"accepted": len(records), "stored": stored}
 
+    def log_refusal(self, client: str, error: HttpError) -> None:
+        """A warning for a refused batch, at most one per answer code per ``refusal_log_every``."""
+        warn_limited(
+            f"collector refused {error.status}",
+            "readme_metrics collector: refused a batch from %s: %s (HTTP %d)",
+            client,
+            error.reason,
+            error.status,
+            every=self.refusal_log_every,
+        )
+
     def base_url(self, host_header: str | None) -> str:
         if self.public_url:
             return self.public_url
@@ -309,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             if exc.close:
                 self.close_connection = True
+            if method == "POST" and path == "/v1/request":
+                self.collector.log_refusal(self.address_string(), exc)
             if not self._body_read and (self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")):
                 self.close_connection = True  # the unread body must not be taken for the next request
             self._json(exc.status, {"error": exc.reason}, exc.headers)
