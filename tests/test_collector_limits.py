@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -250,25 +250,39 @@ def _hold_an_ingest(port: int) -> socket.socket:
     return sock
 
 
+def _within(seconds: float, attempt: Callable[[], tuple[Any, ...]], wanted: int) -> tuple[Any, ...]:
+    """Call ``attempt()`` (-> (status, ...)) until its status is ``wanted`` or time is up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = attempt()
+        if result[0] == wanted or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
 def test_concurrent_ingests_are_bounded(tmp_path: Path) -> None:
     """Past ``--max-concurrent-ingests`` (default 4) a batch gets 503 + Retry-After at once."""
     srv = collector(tmp_path / "busy.sqlite3")  # the default bound
-    held: list[socket.socket] = []
+    held = [_hold_an_ingest(srv.port) for _ in range(4)]
     try:
-        for _ in range(4):
-            held.append(_hold_an_ingest(srv.port))
-            time.sleep(0.05)
-        time.sleep(0.3)  # each is counted before its body is read
-        status, headers, answer = exchange(
-            srv.port, "POST", "/v1/request", {"Authorization": auth("k"), "Content-Type": _JSON}, b"[]"
+        status, headers, answer = _within(
+            10,
+            lambda: exchange(
+                srv.port, "POST", "/v1/request", {"Authorization": auth("k"), "Content-Type": _JSON}, b"[]"
+            ),
+            503,
         )
         assert status == 503, answer
         assert headers.get("retry-after", "").isdigit(), headers
         # Reads are not ingests: the dashboard still answers.
         assert get_json(srv.url, "/healthz")["ok"] is True
-        held.pop().close()  # one slot freed
-        time.sleep(0.3)
-        assert post(srv.url, [make_log()], key="k")[0] == 202
+        # A held batch that finishes is stored as usual (its 999 remaining bytes) ...
+        finishing = held.pop()
+        finishing.sendall(b" " * 998 + b"]")
+        assert finishing.recv(65536).startswith(b"HTTP/1.1 202 "), "the held batch was not accepted"
+        finishing.close()
+        # ... and its slot is free again.
+        assert _within(10, lambda: post(srv.url, [make_log()], key="k"), 202)[0] == 202
     finally:
         for sock in held:
             sock.close()
