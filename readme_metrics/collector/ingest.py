@@ -28,7 +28,7 @@ from typing import Any
 from readme_metrics.collector.errors import HttpError
 
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
-#: A full SDK batch (500 logs of about 100-600 values each) stays well below.
+#: A full SDK batch (500 logs, typically 100 to a few hundred values each) stays well below.
 DEFAULT_MAX_BATCH_VALUES = 1_000_000
 #: Log objects nest about 10 deep; more is refused before the parser recurses.
 DEFAULT_MAX_BATCH_DEPTH = 64
