@@ -8,7 +8,12 @@ shows it in a browser at ``/``. Point the SDK at it with ``README_METRICS_SERVER
 Only the standard library is used (``http.server``, ``sqlite3``, ``gzip``, ``json``).
 
 - :mod:`readme_metrics.collector.storage`: validation of log objects and the SQLite store.
-- :mod:`readme_metrics.collector.server`: the HTTP server (ingest, dashboard JSON, HAR export).
+- :mod:`readme_metrics.collector.server`: the HTTP server (routes, the dashboard JSON).
+- :mod:`readme_metrics.collector.guard`: the loopback ``Host`` rule and no cross-site posts.
+- :mod:`readme_metrics.collector.body`: reading a request body within a byte bound.
+- :mod:`readme_metrics.collector.ingest`: a body's JSON within bounds (bytes, values, depth).
+- :mod:`readme_metrics.collector.export`: what an export asks for, and the HAR it gets.
+- :mod:`readme_metrics.collector.errors`: the error answer they share.
 - :mod:`readme_metrics.collector.cli`: the ``serve`` command.
 
 See docs/collector.md for the guide.

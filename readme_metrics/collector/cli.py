@@ -4,7 +4,8 @@
 
     readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3]
                          [--api-key KEY ...] [--max-age-days 30] [--max-rows 100000]
-                         [--max-batch-mb 64] [--prune-interval 60] [--public-url URL] [-v]
+                         [--max-batch-mb 64] [--max-batch-values 1000000] [--max-batch-depth 64]
+                         [--max-concurrent-ingests 4] [--prune-interval 60] [--public-url URL] [-v]
 
 With no ``--api-key`` the collector accepts any non-empty API key (it is a local tool);
 give one or more to accept only those. ``--port 0`` picks a free port. The command writes
@@ -23,7 +24,13 @@ from pathlib import Path
 from types import FrameType
 
 from readme_metrics._version import __version__
-from readme_metrics.collector.server import DEFAULT_MAX_BATCH_BYTES, Collector
+from readme_metrics.collector.ingest import (
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_DEPTH,
+    DEFAULT_MAX_BATCH_VALUES,
+    DEFAULT_MAX_CONCURRENT_INGESTS,
+)
+from readme_metrics.collector.server import Collector
 from readme_metrics.collector.storage import Storage
 
 DEFAULT_PORT = 8787
@@ -48,6 +55,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer > 0, got {text}")
     return value
 
 
@@ -95,6 +109,24 @@ def parser() -> argparse.ArgumentParser:
         help="largest accepted batch in MiB, after decompression (default 64; must be > 0)",
     )
     serve.add_argument(
+        "--max-batch-values",
+        type=_positive_int,
+        default=DEFAULT_MAX_BATCH_VALUES,
+        help=f"most JSON values (and object keys) in one batch (default {DEFAULT_MAX_BATCH_VALUES})",
+    )
+    serve.add_argument(
+        "--max-batch-depth",
+        type=_positive_int,
+        default=DEFAULT_MAX_BATCH_DEPTH,
+        help=f"deepest nesting of arrays and objects in one batch (default {DEFAULT_MAX_BATCH_DEPTH})",
+    )
+    serve.add_argument(
+        "--max-concurrent-ingests",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONCURRENT_INGESTS,
+        help=f"batches received at once; more get 503 (default {DEFAULT_MAX_CONCURRENT_INGESTS})",
+    )
+    serve.add_argument(
         "--prune-interval",
         type=_non_negative_float,
         default=60.0,
@@ -122,6 +154,9 @@ def serve(args: argparse.Namespace) -> int:
             args.port,
             api_keys=args.api_key,
             max_batch_bytes=max(1, int(args.max_batch_mb * 1024 * 1024)),
+            max_batch_values=args.max_batch_values,
+            max_batch_depth=args.max_batch_depth,
+            max_concurrent_ingests=args.max_concurrent_ingests,
             public_url=args.public_url,
         )
     except OSError as exc:

@@ -7,7 +7,10 @@ Routes (all answers are JSON unless said otherwise):
     is a JSON array of log objects, plain or ``Content-Encoding: gzip`` (``Content-Length``
     or chunked). Every log of the batch is validated before any is stored: a malformed
     batch gets ``400 {"error": "<reason>"}`` and stores nothing; a missing or unknown key
-    gets 401; a body (or its decompressed form) over ``max_batch_bytes`` gets 413. A
+    gets 401; a body (or its decompressed form) over ``max_batch_bytes``, or one whose
+    parsing would cost more than ``max_batch_values`` values or ``max_batch_depth`` levels
+    (see :mod:`.ingest`), gets 413; past ``max_concurrent_ingests`` batches at once, 503
+    with ``Retry-After``. Each refusal is logged, one warning per answer code a minute. A
     ``Content-Length`` other than plain ASCII digits, or a chunk size other than hexadecimal
     digits, gets 400 and the connection is closed. JSON's non-standard ``NaN`` and
     ``Infinity`` (and numbers too large for a float) are refused (400), as are strings
@@ -36,7 +39,8 @@ accepts IPv4 where the system allows dual-stack sockets).
 
 The dashboard routes carry no authentication: logs can hold personal data, so the
 collector binds to 127.0.0.1 by default, and while bound to a loopback address it answers
-dashboard requests only for loopback host names (a guard against DNS rebinding).
+only loopback host names, on every route (a guard against DNS rebinding); a ``POST``
+must be ``application/json`` from no other site's ``Origin`` (see :mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -44,104 +48,44 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import ipaddress
 import json
-import math
-import re
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from readme_metrics._log import logger
+from readme_metrics._log import logger, warn_limited
 from readme_metrics._version import __version__
+from readme_metrics.collector.body import read_body
+from readme_metrics.collector.errors import HttpError
+from readme_metrics.collector.export import EXPORT_LIMIT, export_request, har_of
+from readme_metrics.collector.guard import check_host, check_post, is_loopback
+from readme_metrics.collector.ingest import (
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_DEPTH,
+    DEFAULT_MAX_BATCH_VALUES,
+    DEFAULT_MAX_CONCURRENT_INGESTS,
+    BatchLimits,
+    decode_json_body,
+)
 from readme_metrics.collector.storage import (
     Filters,
     InvalidLogError,
-    Log,
     Storage,
     StorageClosedError,
     validate_batch,
 )
 
-DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
-EXPORT_LIMIT = 10_000
-_LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
-_DIGITS = re.compile(r"[0-9]+")
-_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
-
-
-class HttpError(Exception):
-    """An error answer: status and reason."""
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or {}
+__all__ = ["DEFAULT_MAX_BATCH_BYTES", "Collector", "HttpError", "dashboard_html"]
 
 
 def dashboard_html() -> bytes:
     """The dashboard page (package data: ``readme_metrics/collector/static/index.html``)."""
     return resources.files("readme_metrics.collector").joinpath("static/index.html").read_bytes()
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host_header: str) -> str:
-    """The name part of a ``Host`` header (``[::1]:80`` -> ``::1``)."""
-    if host_header.startswith("["):
-        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-def decompress_gzip(data: bytes, limit: int) -> bytes:
-    """Gunzip ``data`` (several members allowed) without producing more than ``limit`` bytes."""
-    out = bytearray()
-    while data:
-        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out += decoder.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise HttpError(400, f"the body is not valid gzip: {exc}") from None
-        if len(out) > limit:
-            raise HttpError(413, f"the decompressed body is larger than {limit} bytes")
-        if not decoder.eof:
-            raise HttpError(400, "the gzip body is truncated")
-        data = decoder.unused_data
-    return bytes(out)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large")
-    return value
-
-
-def parse_json(body: bytes | str) -> Any:
-    """Strict JSON: ``NaN``, ``Infinity`` and numbers beyond a float's range are ``ValueError``.
-
-    (They would be stored, then served back as text that is not JSON.)
-    """
-    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class _IPv6Server(ThreadingHTTPServer):
@@ -152,29 +96,6 @@ class _IPv6Server(ThreadingHTTPServer):
             with contextlib.suppress(AttributeError, OSError):
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
-
-
-def har_of(logs: Iterable[Log]) -> dict[str, Any]:
-    """A HAR 1.2 document of stored log objects (one entry each; ``_readmeLogId`` names the log)."""
-    entries = []
-    for log in logs:
-        for raw in log["request"]["log"]["entries"][:1]:
-            entry = dict(raw)
-            entry.pop("pageref", None)  # there are no pages in this file
-            entry.setdefault("cache", {})
-            entry.setdefault("timings", {"send": 0, "wait": entry.get("time", 0), "receive": 0})
-            entry["_readmeLogId"] = log["_id"]
-            group = log.get("group") or {}
-            if group.get("label"):
-                entry["_caller"] = group["label"]
-            entries.append(entry)
-    return {
-        "log": {
-            "version": "1.2",
-            "creator": {"name": "readme-metrics collector", "version": __version__},
-            "entries": entries,
-        }
-    }
 
 
 class Collector:
@@ -191,13 +112,19 @@ class Collector:
         *,
         api_keys: Iterable[str] = (),
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_batch_values: int = DEFAULT_MAX_BATCH_VALUES,
+        max_batch_depth: int = DEFAULT_MAX_BATCH_DEPTH,
+        max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
         public_url: str | None = None,
+        refusal_log_every: float = 60.0,
     ) -> None:
         self.storage = storage
         self.api_keys = frozenset(api_keys)
-        self.max_batch_bytes = max_batch_bytes
+        self.limits = BatchLimits(max_batch_bytes, max_batch_values, max_batch_depth)
+        self.max_concurrent_ingests = max_concurrent_ingests
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.loopback_only = _is_loopback(host)
+        self.refusal_log_every = refusal_log_every  # seconds between two warnings of one kind
+        self.loopback_only = is_loopback(host)
         self._page = dashboard_html()
         self._active = 0  # ingests whose body is being read or stored (under _active_cond)
         self._active_cond = threading.Condition()
@@ -300,10 +227,18 @@ class Collector:
         return key
 
     def begin_ingest(self) -> None:
-        """Count an ingest as active (before its body is read), or 503 once stopping."""
+        """Count an ingest as active (before its body is read), or 503 once stopping or busy.
+
+        At most ``max_concurrent_ingests`` batches are read, parsed and stored at once, so
+        that memory is bounded by that many times what one batch may cost.
+        """
         with self._active_cond:
             if self._stop.is_set():
                 raise HttpError(503, "the collector is stopping; retry later", {"Retry-After": "5"})
+            if self._active >= self.max_concurrent_ingests:
+                raise HttpError(
+                    503, f"{self._active} batches are being received already; retry later", {"Retry-After": "1"}
+                )
             self._active += 1
 
     def end_ingest(self) -> None:
@@ -313,15 +248,7 @@ class Collector:
 
     def ingest(self, body: bytes, encoding: str) -> dict[str, int]:
         """Validate and store one batch (all or nothing)."""
-        encoding = encoding.strip().lower()
-        if encoding == "gzip":
-            body = decompress_gzip(body, self.max_batch_bytes)
-        elif encoding not in ("", "identity"):
-            raise HttpError(415, f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
-        try:
-            payload = parse_json(body)
-        except (ValueError, RecursionError) as exc:
-            raise HttpError(400, f"the body is not JSON: {exc}") from None
+        payload = decode_json_body(body, encoding, self.limits)
         try:
             records = validate_batch(payload)
         except InvalidLogError as exc:
@@ -331,6 +258,17 @@ class Collector:
         except StorageClosedError:  # stop() gave up waiting for this batch
             raise HttpError(503, "the collector is stopping; retry later", {"Retry-After": "5"}) from None
         return {"accepted": len(records), "stored": stored}
+
+    def log_refusal(self, client: str, error: HttpError) -> None:
+        """A warning for a refused batch, at most one per answer code per ``refusal_log_every``."""
+        warn_limited(
+            f"collector refused {error.status}",
+            "readme_metrics collector: refused a batch from %s: %s (HTTP %d)",
+            client,
+            error.reason,
+            error.status,
+            every=self.refusal_log_every,
+        )
 
     def base_url(self, host_header: str | None) -> str:
         if self.public_url:
@@ -371,70 +309,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self, limit: int) -> bytes:
         """The request body (Content-Length or chunked), at most ``limit`` bytes."""
         self._body_read = True
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked(limit)
-        lengths = self.headers.get_all("Content-Length") or []
-        if not lengths:
-            return b""
-        length_text = lengths[0].strip(" \t")
-        # int() would take "-1" (read until the client closes: no bound), "+5" and "1_000".
-        if not _DIGITS.fullmatch(length_text) or any(other.strip(" \t") != length_text for other in lengths):
-            self.close_connection = True
-            raise HttpError(400, "malformed Content-Length")
-        length = int(length_text)
-        if length > limit:
-            if length <= 2 * limit:  # read it, so that the client gets the answer, not a reset
-                while length > 0:
-                    chunk = self.rfile.read(min(length, 65536))
-                    if not chunk:
-                        break
-                    length -= len(chunk)
-            else:
-                self.close_connection = True
-            raise HttpError(413, f"the body is larger than {limit} bytes")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise HttpError(400, "the body is shorter than its Content-Length")
-        return body
-
-    def _read_chunked(self, limit: int) -> bytes:
-        out = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            size_text = line.split(b";")[0].strip(b" \t\r\n")
-            if not _HEX_DIGITS.fullmatch(size_text):  # int(x, 16) takes "-1", "0x10", "1_0"
-                self.close_connection = True
-                raise HttpError(400, "malformed chunked body")
-            size = int(size_text, 16)
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(out)
-            if len(out) + size > limit:
-                self.close_connection = True
-                raise HttpError(413, f"the body is larger than {limit} bytes")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size:
-                self.close_connection = True
-                raise HttpError(400, "the chunked body is truncated")
-            out += chunk
-            self.rfile.readline(1024)
+        return read_body(self.rfile, self.headers, limit)
 
     def _query(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
 
-    def _dashboard_guard(self) -> None:
-        if self.collector.loopback_only:
-            host = self.headers.get("Host") or ""
-            if host and not _is_loopback(_host_name(host)):
-                raise HttpError(403, "the dashboard answers only to localhost / 127.0.0.1 while bound to loopback")
-
     def _dispatch(self, method: str) -> None:
         self._body_read = False
+        path = unquote(urlsplit(self.path).path)
         try:
-            self._route(method, unquote(urlsplit(self.path).path))
+            self._route(method, path)
         except HttpError as exc:
+            if exc.close:
+                self.close_connection = True
+            if method == "POST" and path == "/v1/request":
+                self.collector.log_refusal(self.address_string(), exc)
             if not self._body_read and (self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")):
                 self.close_connection = True  # the unread body must not be taken for the next request
             self._json(exc.status, {"error": exc.reason}, exc.headers)
@@ -458,13 +347,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str) -> None:
         c = self.collector
+        check_host(c.loopback_only, self.headers.get("Host"))
+        if method == "POST":
+            check_post(
+                self.headers.get("Content-Type"), self.headers.get("Origin"), self.headers.get("Host"), c.public_url
+            )
         if path == "/v1/request":
             if method != "POST":
                 raise HttpError(405, "use POST", {"Allow": "POST"})
             c.check_key(self.headers.get("Authorization"))
             c.begin_ingest()  # before the body is read: stop() waits for this batch
             try:
-                body = self._read_body(c.max_batch_bytes)
+                body = self._read_body(c.limits.max_bytes)
                 result = c.ingest(body, self.headers.get("Content-Encoding") or "")
             finally:
                 c.end_ingest()
@@ -477,7 +371,6 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/healthz":
             self._json(200, {"ok": True, "logs": c.storage.count()})
             return
-        self._dashboard_guard()
         if method == "GET" and (path == "/" or path.startswith("/logs/")):
             self._send(200, c._page, "text/html; charset=utf-8", {"Content-Security-Policy": _CSP})
             return
@@ -519,30 +412,20 @@ class _Handler(BaseHTTPRequestHandler):
         return min(max(value, lo), hi)
 
     def _export(self, method: str) -> None:
-        storage = self.collector.storage
+        c = self.collector
         ids: list[str] | None = None
         filters = Filters()
         if method == "POST":
-            try:
-                request = parse_json(self._read_body(16 * 1024 * 1024) or b"{}")
-            except ValueError:
-                raise HttpError(400, "the body must be JSON: {'ids': [...]} or {'filters': {...}}") from None
-            if not isinstance(request, dict):
-                raise HttpError(400, "the body must be a JSON object")
-            if request.get("ids") is not None:
-                ids = [str(i) for i in request["ids"]] if isinstance(request["ids"], list) else None
-                if ids is None:
-                    raise HttpError(400, "ids must be an array of log ids")
-            else:
-                raw = request.get("filters") or {}
-                filters = self._filters({str(k): str(v) for k, v in raw.items() if v is not None})
+            limits = BatchLimits(16 * 1024 * 1024, c.limits.max_values, c.limits.max_depth)
+            body = self._read_body(limits.max_bytes) or b"{}"
+            ids, filters = export_request(decode_json_body(body, self.headers.get("Content-Encoding") or "", limits))
         else:
             query = self._query()
             if query.get("ids"):
                 ids = [i for i in query["ids"].split(",") if i]
             else:
                 filters = self._filters(query)
-        logs = storage.full_logs(ids=ids, filters=filters, limit=EXPORT_LIMIT)
+        logs = c.storage.full_logs(ids=ids, filters=filters, limit=EXPORT_LIMIT)
         body = json.dumps(har_of(logs), ensure_ascii=False, indent=1).encode("utf-8")
         name = time.strftime("readme-metrics-%Y%m%d-%H%M%S.har")
         self._send(

@@ -256,6 +256,8 @@ def validate_batch(payload: Any) -> list[Record]:
 # -- filters ---------------------------------------------------------------------------
 
 _STATUS_TOKEN = re.compile(r"^(?:[1-5]xx|errors|\d{1,3})$")
+#: ``since`` and ``until`` are Unix seconds from 0 to this (10000-01-01T00:00:00Z).
+MAX_FILTER_TIME = 253402300800
 
 
 @dataclass(frozen=True)
@@ -276,15 +278,23 @@ class Filters:
 
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> Filters:
-        """From URL query parameters (``ValueError`` if one is malformed)."""
+        """From URL query parameters (``ValueError`` if one is malformed or out of range)."""
+        for name in ("since", "until", "endpoint", "status", "group", "q"):
+            try:
+                params.get(name, "").encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{name} holds a lone UTF-16 surrogate") from None
 
         def number(name: str) -> float | None:
             text = params.get(name, "").strip()
             if not text:
                 return None
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number")
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{name} must be a number of Unix seconds") from None
+            if not 0 <= value <= MAX_FILTER_TIME:  # also NaN and the infinities
+                raise ValueError(f"{name} must be Unix seconds from 0 to {MAX_FILTER_TIME}")
             return value
 
         status = params.get("status", "").strip().lower() or None
