@@ -156,7 +156,8 @@ def ensure_venv(name: str, packages: list[str], check: str) -> tuple[bool, str]:
         try:
             if not python.exists():
                 subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
-                subprocess.run([str(python), "-m", "ensurepip", "--upgrade", "-q"], check=True, capture_output=True)
+                ensurepip = [str(python), "-m", "ensurepip", "--upgrade"]
+                subprocess.run(ensurepip, check=True, capture_output=True, text=True)
             subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages],
                 check=True,
@@ -164,8 +165,8 @@ def ensure_venv(name: str, packages: list[str], check: str) -> tuple[bool, str]:
                 text=True,
             )
         except subprocess.CalledProcessError as exc:
-            tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:] if isinstance(exc.stderr, str) else []
-            return False, "pip failed: " + " | ".join(tail)
+            tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:]
+            return False, f"{exc.cmd[2]} failed: " + " | ".join(tail)
         stamp.write_text(wanted)
     result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False, cwd=VENVS)
     if result.returncode != 0:

@@ -141,9 +141,11 @@ def build_entry(
     wait_ms = max(0.0, (first - start) * 1000)
     total_ms = max(0.0, (end - start) * 1000)
 
-    query_items = redactor.pairs(redactor.query(capture.query)) if capture.query else []
-    # The URL carries the same query as queryString, after redaction.
-    url = _url(capture, query_items if redactor.active else None)
+    query = capture.query
+    query_items = redactor.pairs(redactor.query(query)) if query else []
+    # The URL carries the same query as queryString, after redaction (rebuilt from the
+    # redacted pairs only when redaction may have changed something).
+    url = _url(capture, query_items if query and redactor.query_may_change(query) else None)
     sent = _Headers(capture.request_headers, redactor)
     answered = _Headers(capture.response_headers, redactor)
     request_body = capture.request_body

@@ -205,7 +205,9 @@ class Batcher(Generic[T, U]):
                 now = time.monotonic()
                 hurry = self._hurry_locked()
                 hand_at = self._hand_at_locked(now, hurry)
-                if hand_at is not None and hand_at <= now:
+                # In a hurry, what is queued is prepared first: it leaves in full batches.
+                fill = hurry and self._items and len(self._ready) < self._full and self._ready_bytes < self.batch_bytes
+                if hand_at is not None and hand_at <= now and not fill:
                     return _HAND, self._pop_ready_locked(now)
                 if self._items and (hurry or now >= self._next_prepare or len(self._items) >= self.chunk):
                     self._next_prepare = now + self.pace
