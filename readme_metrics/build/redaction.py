@@ -321,10 +321,8 @@ class Redactor:
         return any(k in low for k in self.deny)
 
     def query_may_change(self, query: str) -> bool:
-        """False only when redaction provably leaves the query string ``query`` as written
-        (no list, or a denylist none of whose keys can occur in it: no escapes, nothing
-        beyond ASCII, no listed key as a case-insensitive substring), so that the URL can
-        keep it instead of being rebuilt from its pairs."""
+        """False only when redaction provably leaves ``query`` as written (no list, or no
+        listed key can occur in it: see :meth:`may_match`; nor ``%`` or ``+`` escapes)."""
         if not self.active:
             return False
         return bool(self.allow) or "%" in query or "+" in query or self.may_match(query)
