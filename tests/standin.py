@@ -23,6 +23,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     body: bytes = b"fault"
+    #: Seconds between the bytes of the answer (an API that drips its answer; 0: at once).
+    drip: float = 0.0
 
 
 @dataclass
@@ -78,6 +80,9 @@ class MetricsStandIn:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._cond:
             fault = self.faults.pop(0) if self.faults else None
+        if fault is not None and fault.drip:
+            self._drip(handler, fault)
+            return
         if fault is not None:
             time.sleep(fault.delay)
             if fault.status < 300:
@@ -109,6 +114,19 @@ class MetricsStandIn:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+    def _drip(self, handler: BaseHTTPRequestHandler, fault: Fault) -> None:
+        """A 200 answer, one byte every ``fault.drip`` seconds; the batch is not kept."""
+        with self._cond:
+            self.posts.append(Post(time.monotonic(), {}, None, 200))
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        try:
+            for byte in answer:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(fault.drip)
+        except OSError:
+            pass  # the client gave up
 
     def _project(self, handler: BaseHTTPRequestHandler) -> None:
         """``GET /v1``: the project's base URL (the x-documentation-url base)."""

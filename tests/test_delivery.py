@@ -183,6 +183,27 @@ def test_first_three_posts_503_every_event_arrives_once(api: MetricsStandIn, mak
     assert "503" in stats["last_error"] and stats["last_success"] > stats["last_error_time"]
 
 
+@pytest.mark.parametrize("dripping", [1, 5])
+def test_an_api_that_drips_its_answer_holds_a_post_no_longer_than_its_timeout(
+    api: MetricsStandIn, make_app: Callable[..., App], dripping: int
+) -> None:
+    # Each answer comes a byte every 0.1 s (3.6 s in all): requests' per-read timeout
+    # (0.5 s) never fires. The post is given up at 0.5 s and the batch retried. With more
+    # such answers than MAX_ABANDONED (4), posts fail at once until an abandoned one ends:
+    # the worker is never held, and the batch arrives once the API answers properly.
+    api.faults.extend(Fault(drip=0.1) for _ in range(dripping))
+    app = make_app(api.url, retry=Retry(attempts=1000, backoff_factor=0.05, backoff_max=0.1), timeout=0.5)
+    started = time.monotonic()
+    app.get("drip")
+    assert app.client.flush(timeout=15)
+    assert test_ids(api.logs) == ["drip"]
+    stats = app.client.stats()
+    assert stats["sent"] == 1 and stats["retried"] >= dripping
+    assert "within 0.5s" in (stats["last_error"] or "")
+    # One drip at most holds the batch 0.5 s; five: until the first abandoned one ends.
+    assert time.monotonic() - started < (2.5 if dripping == 1 else 7.0)
+
+
 def test_429_retry_after_is_honoured(api: MetricsStandIn, make_app: Callable[..., App]) -> None:
     api.faults.append(Fault(429, headers={"Retry-After": "1"}))
     app = make_app(api.url, retry=FAST)  # without Retry-After the retry would follow in <= 0.05 s
