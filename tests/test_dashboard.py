@@ -4,7 +4,7 @@ Known logs are posted over real HTTP to a collector subprocess; the page is load
 figures it shows are checked, filters and search are used, a detail view is opened (with
 its redactions marked), and HAR files are downloaded through the browser and validated.
 A burst of three seconds (a second collector) checks the charts' buckets, time axis and
-latency percentiles.
+latency percentiles, and callers that share a label.
 
 Screenshots of the charts are checked for their colours (tests/png.py reads them) and
 kept in ``$DASHBOARD_SCREENSHOTS`` if set (else a temporary directory) for a look.
@@ -470,3 +470,23 @@ def test_a_burst_gets_fine_buckets_round_times_and_latency(
     drawn = colors_of(latency_png)
     assert count_near(drawn, "#3348c8") > 300, "no p50 line drawn"
     assert count_near(drawn, "#d9480f") > 300, "no p95 line drawn"
+
+
+def test_callers_sharing_a_label_show_their_key_ends(burst_app: Server, browser: WebDriver) -> None:
+    load(browser, burst_app.url + "/")
+    names = {ACME_LIVE: "Acme …1234", ACME_TEST: "Acme …5678", SOLO: "Solo Inc"}
+    table = {
+        r.get_attribute("data-group"): r.find_element(By.TAG_NAME, "td").text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#callers tbody tr")
+    }
+    assert table == names
+    counts = {gid: sum(1 for log in BURST if log["group"]["id"] == gid) for gid in names}
+    options = {o.get_attribute("value"): o.text for o in Select(browser.find_element(By.ID, "f-group")).options}
+    assert options == {"": "All callers", **{gid: f"{names[gid]} ({counts[gid]})" for gid in names}}
+    by_id = {log["_id"]: log["group"]["id"] for log in BURST}
+    rows = list_rows(browser)
+    assert len(rows) == 100
+    for row in rows:
+        caller = row.find_elements(By.TAG_NAME, "td")[6]
+        assert caller.text == names[by_id[row.get_attribute("data-id") or ""]]
+        assert caller.get_attribute("title") == by_id[row.get_attribute("data-id") or ""]
