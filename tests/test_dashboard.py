@@ -4,7 +4,7 @@ Known logs are posted over real HTTP to a collector subprocess; the page is load
 figures it shows are checked, filters and search are used, a detail view is opened (with
 its redactions marked), and HAR files are downloaded through the browser and validated.
 A burst of three seconds (a second collector) checks the charts' buckets, time axis and
-latency percentiles, and callers that share a label.
+latency percentiles, callers that share a label, and decoded query values.
 
 Screenshots of the charts are checked for their colours (tests/png.py reads them) and
 kept in ``$DASHBOARD_SCREENSHOTS`` if set (else a temporary directory) for a look.
@@ -490,3 +490,21 @@ def test_callers_sharing_a_label_show_their_key_ends(burst_app: Server, browser:
         caller = row.find_elements(By.TAG_NAME, "td")[6]
         assert caller.text == names[by_id[row.get_attribute("data-id") or ""]]
         assert caller.get_attribute("title") == by_id[row.get_attribute("data-id") or ""]
+
+
+def test_redacted_query_values_show_decoded(burst_app: Server, browser: WebDriver, screens: Path) -> None:
+    load(browser, burst_app.url + "/")
+    shown = "http://api.test/search?q=red shoes%26socks&token=[REDACTED 4]"  # an escaped & stays escaped
+    row = browser.find_element(By.CSS_SELECTOR, f'#log-list tr[data-id="{SEARCH["_id"]}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+    (screens / "decoded-query-row.png").write_bytes(row.screenshot_as_png)
+    cell = row.find_element(By.CSS_SELECTOR, "td:nth-child(4)")
+    assert cell.text == shown
+    assert cell.get_attribute("title") == SEARCH_URL
+    assert [m.text for m in cell.find_elements(By.CSS_SELECTOR, "mark.redacted")] == ["[REDACTED 4]"]
+    cell.click()
+    detail_open(browser)
+    assert text(browser, "#detail-title") == f"200 GET {shown}"
+    browser.save_screenshot(str(screens / "decoded-query-detail.png"))
+    assert [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#detail-title mark.redacted")] == ["[REDACTED 4]"]
+    browser.find_element(By.ID, "detail-close").click()
