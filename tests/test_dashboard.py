@@ -4,7 +4,8 @@ Known logs are posted over real HTTP to a collector subprocess; the page is load
 figures it shows are checked, filters and search are used, a detail view is opened (with
 its redactions marked), and HAR files are downloaded through the browser and validated.
 A burst of three seconds (a second collector) checks the charts' buckets, time axis and
-latency percentiles, callers that share a label, and decoded query values.
+latency percentiles, callers that share a label, and decoded query values; an empty
+collector (a third) checks what the page says then, and that logs show up by themselves.
 
 Screenshots of the charts are checked for their colours (tests/png.py reads them) and
 kept in ``$DASHBOARD_SCREENSHOTS`` if set (else a temporary directory) for a look.
@@ -161,6 +162,15 @@ def burst_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = collector(tmp_path_factory.mktemp("burst") / "logs.sqlite3")
     try:
         assert post(srv.url, BURST) == (202, {"accepted": len(BURST), "stored": len(BURST)})
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def empty_app(tmp_path: Path) -> Iterator[Server]:
+    srv = collector(tmp_path / "logs.sqlite3")
+    try:
         yield srv
     finally:
         srv.stop()
@@ -508,3 +518,35 @@ def test_redacted_query_values_show_decoded(burst_app: Server, browser: WebDrive
     browser.save_screenshot(str(screens / "decoded-query-detail.png"))
     assert [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#detail-title mark.redacted")] == ["[REDACTED 4]"]
     browser.find_element(By.ID, "detail-close").click()
+
+
+def test_an_empty_collector_says_how_to_use_it_and_logs_show_up_by_themselves(
+    empty_app: Server, browser: WebDriver, screens: Path
+) -> None:
+    load(browser, empty_app.url + "/")
+    empty = browser.find_element(By.ID, "empty-state")
+    assert empty.is_displayed()
+    assert text(browser, "#empty-command") == f"README_METRICS_SERVER={empty_app.url} gunicorn myapp:app"
+    assert f'metrics_server="{empty_app.url}"' in empty.text
+    for hidden in (".cards", "#filters", "#log-list", "#chart-time"):
+        assert not browser.find_element(By.CSS_SELECTOR, hidden).is_displayed(), hidden
+    assert browser.find_element(By.ID, "live").is_selected()
+    assert not browser.find_element(By.ID, "export-har").is_enabled()
+    browser.save_screenshot(str(screens / "empty.png"))
+    assert count_near(colors_of(empty.screenshot_as_png), "#1d2330", 40) > 500, "the empty state shows no text"
+
+    # Logs arrive: the page shows them without a click.
+    logs = [make_log(started=time.time() - i, label=f"Caller {i}", group_id=mask(f"key-{i}")) for i in range(3)]
+    assert post(empty_app.url, logs)[0] == 202
+    wait(browser, lambda d: text(d, "#stat-total") == "3")
+    assert not empty.is_displayed()
+    assert {r.get_attribute("data-id") for r in list_rows(browser)} == {log["_id"] for log in logs}
+    button = browser.find_element(By.ID, "export-har")
+    assert button.is_enabled()
+    # Filters that match nothing: nothing to export.
+    change(browser, lambda: browser.find_element(By.ID, "f-q").send_keys("no-such-text"))
+    assert "No logs match." in text(browser, "#log-list")
+    assert not button.is_enabled()
+    change(browser, lambda: browser.find_element(By.ID, "reset").click())
+    assert button.is_enabled()
+    browser.save_screenshot(str(screens / "after-logs-arrived.png"))
