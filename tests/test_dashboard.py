@@ -3,6 +3,12 @@
 Known logs are posted over real HTTP to a collector subprocess; the page is loaded and the
 figures it shows are checked, filters and search are used, a detail view is opened (with
 its redactions marked), and HAR files are downloaded through the browser and validated.
+A burst of three seconds (a second collector) checks the charts' buckets, time axis and
+latency percentiles, callers that share a label, and decoded query values; an empty
+collector (a third) checks what the page says then, and that logs show up by themselves.
+
+Screenshots of the charts are checked for their colours (tests/png.py reads them) and
+kept in ``$DASHBOARD_SCREENSHOTS`` if set (else a temporary directory) for a look.
 
 Chromium is required: without it these tests FAIL (CI installs it: ``apt-get install -y
 chromium chromium-driver``; ``python3 dev.py test`` does it when it can).
@@ -11,6 +17,9 @@ chromium chromium-driver``; ``python3 dev.py test`` does it when it can).
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -21,7 +30,9 @@ from typing import Any
 import pytest
 
 from readme_metrics.build.redaction import mask
+from readme_metrics.collector.storage import percentile
 from tests.collector_rig import collector, make_log, post
+from tests.png import colors_of, count_near
 from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(180)
@@ -103,6 +114,74 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+ACME_LIVE = mask("acme-live-key-1234")  # two callers that share the label "Acme"
+ACME_TEST = mask("acme-test-key-5678")
+SOLO = mask("solo-key-9999")
+CALLERS = ((ACME_LIVE, "Acme"), (ACME_TEST, "Acme"), (SOLO, "Solo Inc"))
+BURST_START = math.floor(NOW) - 30  # a whole second: 50 ms buckets start there
+SEARCH_URL = "http://api.test/search?q=red%20shoes%26socks&token=%5BREDACTED%204%5D"
+
+
+def burst() -> tuple[list[dict[str, Any]], dict[int, list[float]]]:
+    """121 logs in three seconds (1 to 3 in each 50 ms bucket, 13 ms into it), and the
+    durations of each bucket. One of them is a search whose token the SDK redacted."""
+    logs, durations = [], {}
+    for k in range(60):
+        for j in range(1 + k % 3):
+            group_id, label = CALLERS[(k + j) % 3]
+            duration = float((j * 37 + k * 11) % 100 + 1)
+            durations.setdefault(k, []).append(duration)
+            logs.append(
+                make_log(
+                    url=f"http://api.test/items/{k}",
+                    started=BURST_START + k * 0.05 + 0.013,
+                    duration_ms=duration,
+                    status=500 if k % 10 == 0 and j == 0 else 200,
+                    group_id=group_id,
+                    label=label,
+                )
+            )
+    search = make_log(url=SEARCH_URL, started=BURST_START + 30 * 0.05 + 0.02, duration_ms=42.0, group_id=SOLO)
+    search["group"]["label"] = "Solo Inc"
+    search["request"]["log"]["entries"][0]["request"]["queryString"] = [
+        {"name": "q", "value": "red shoes&socks"},
+        {"name": "token", "value": "[REDACTED 4]"},
+    ]
+    durations[30].append(42.0)
+    return [*logs, search], durations
+
+
+BURST, BURST_DURATIONS = burst()
+SEARCH = BURST[-1]
+
+
+@pytest.fixture(scope="module")
+def burst_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = collector(tmp_path_factory.mktemp("burst") / "logs.sqlite3")
+    try:
+        assert post(srv.url, BURST) == (202, {"accepted": len(BURST), "stored": len(BURST)})
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def empty_app(tmp_path: Path) -> Iterator[Server]:
+    srv = collector(tmp_path / "logs.sqlite3")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("DASHBOARD_SCREENSHOTS")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("screens")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +281,11 @@ def downloaded(directory: Path, known: set[str], timeout: float = 15) -> Path:
     raise AssertionError(f"no HAR downloaded to {directory} within {timeout}s: {list(directory.iterdir())}")
 
 
+def ticks(chart: WebElement) -> list[str]:
+    """The time axis labels of a chart."""
+    return [str(t.text) for t in chart.find_elements(By.CSS_SELECTOR, "text.tick")]
+
+
 def check_har(path: Path, expected: list[dict[str, Any]]) -> None:
     har = json.loads(path.read_text("utf-8"))
     assert set(har) == {"log"}
@@ -223,8 +307,9 @@ def check_har(path: Path, expected: list[dict[str, Any]]) -> None:
 # -- the tests ------------------------------------------------------------------------
 
 
-def test_figures(app: Server, browser: WebDriver) -> None:
+def test_figures(app: Server, browser: WebDriver, screens: Path) -> None:
     load(browser, app.url + "/")
+    browser.save_screenshot(str(screens / "figures.png"))
     assert text(browser, "#stat-total") == "28"
     assert text(browser, "#stat-errors") == "8"
     assert text(browser, "#stat-error-rate") == "28.6%"
@@ -250,6 +335,9 @@ def test_figures(app: Server, browser: WebDriver) -> None:
     chart = browser.find_element(By.CSS_SELECTOR, "#chart-time svg")
     bars = chart.find_elements(By.CSS_SELECTOR, "g[data-total]")
     assert sum(int(g.get_attribute("data-total") or 0) for g in bars) == 28
+    # 500 s of logs: 10 s buckets, the time axis in round minutes.
+    assert chart.get_attribute("data-bucket-seconds") == "10"
+    assert ticks(chart) and all(re.fullmatch(r"\d\d:\d\d", t) for t in ticks(chart)), ticks(chart)
     assert len(list_rows(browser)) == 28
     assert "28 shown of 28" in text(browser, "#log-count")
 
@@ -355,3 +443,110 @@ def test_export_selected_and_filtered_as_har(app: Server, browser: WebDriver, do
     time.sleep(1.1)  # the file name carries the second; keep it distinct from the last one
     button.click()
     check_har(downloaded(downloads, known), LOGS[-3:])
+
+
+def test_a_burst_gets_fine_buckets_round_times_and_latency(
+    burst_app: Server, browser: WebDriver, screens: Path
+) -> None:
+    """Three seconds of logs: 60 bars of 50 ms (not three fat ones), whole seconds on the
+    time axis (not milliseconds), and p50/p95 per bucket beside them."""
+    load(browser, burst_app.url + "/")
+    assert text(browser, "#stat-total") == str(len(BURST))
+    chart = browser.find_element(By.CSS_SELECTOR, "#chart-time svg")
+    assert chart.get_attribute("data-bucket-seconds") == "0.05"
+    bars = [int(g.get_attribute("data-total") or 0) for g in chart.find_elements(By.CSS_SELECTOR, "g[data-total]")]
+    assert bars == [len(BURST_DURATIONS[k]) for k in range(60)]
+    assert len(ticks(chart)) == 4 and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in ticks(chart)), ticks(chart)
+
+    latency = browser.find_element(By.CSS_SELECTOR, "#chart-latency svg")
+    shown = {
+        int(g.get_attribute("data-index") or -1): tuple(
+            float(g.get_attribute(f"data-{p}") or 0) for p in ("p50", "p95")
+        )
+        for g in latency.find_elements(By.CSS_SELECTOR, "g.point")
+    }
+    expected = {k: (percentile(sorted(d), 50), percentile(sorted(d), 95)) for k, d in BURST_DURATIONS.items()}
+    assert shown == expected
+    assert ticks(latency) == ticks(chart)
+    assert len(latency.find_elements(By.TAG_NAME, "polyline")) == 2  # no empty bucket: one unbroken line each
+
+    browser.save_screenshot(str(screens / "burst-page.png"))
+    requests_png, latency_png = chart.screenshot_as_png, latency.screenshot_as_png
+    (screens / "burst-requests.png").write_bytes(requests_png)
+    (screens / "burst-latency.png").write_bytes(latency_png)
+    drawn = colors_of(requests_png)
+    assert count_near(drawn, "#22a06b") > 2000, "no 2xx bars drawn"
+    assert count_near(drawn, "#dc3545") > 100, "no 5xx bars drawn"
+    drawn = colors_of(latency_png)
+    assert count_near(drawn, "#3348c8") > 300, "no p50 line drawn"
+    assert count_near(drawn, "#d9480f") > 300, "no p95 line drawn"
+
+
+def test_callers_sharing_a_label_show_their_key_ends(burst_app: Server, browser: WebDriver) -> None:
+    load(browser, burst_app.url + "/")
+    names = {ACME_LIVE: "Acme …1234", ACME_TEST: "Acme …5678", SOLO: "Solo Inc"}
+    table = {
+        r.get_attribute("data-group"): r.find_element(By.TAG_NAME, "td").text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#callers tbody tr")
+    }
+    assert table == names
+    counts = {gid: sum(1 for log in BURST if log["group"]["id"] == gid) for gid in names}
+    options = {o.get_attribute("value"): o.text for o in Select(browser.find_element(By.ID, "f-group")).options}
+    assert options == {"": "All callers", **{gid: f"{names[gid]} ({counts[gid]})" for gid in names}}
+    by_id = {log["_id"]: log["group"]["id"] for log in BURST}
+    rows = list_rows(browser)
+    assert len(rows) == 100
+    for row in rows:
+        caller = row.find_elements(By.TAG_NAME, "td")[6]
+        assert caller.text == names[by_id[row.get_attribute("data-id") or ""]]
+        assert caller.get_attribute("title") == by_id[row.get_attribute("data-id") or ""]
+
+
+def test_redacted_query_values_show_decoded(burst_app: Server, browser: WebDriver, screens: Path) -> None:
+    load(browser, burst_app.url + "/")
+    shown = "http://api.test/search?q=red shoes%26socks&token=[REDACTED 4]"  # an escaped & stays escaped
+    row = browser.find_element(By.CSS_SELECTOR, f'#log-list tr[data-id="{SEARCH["_id"]}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+    (screens / "decoded-query-row.png").write_bytes(row.screenshot_as_png)
+    cell = row.find_element(By.CSS_SELECTOR, "td:nth-child(4)")
+    assert cell.text == shown
+    assert cell.get_attribute("title") == SEARCH_URL
+    assert [m.text for m in cell.find_elements(By.CSS_SELECTOR, "mark.redacted")] == ["[REDACTED 4]"]
+    cell.click()
+    detail_open(browser)
+    assert text(browser, "#detail-title") == f"200 GET {shown}"
+    browser.save_screenshot(str(screens / "decoded-query-detail.png"))
+    assert [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#detail-title mark.redacted")] == ["[REDACTED 4]"]
+    browser.find_element(By.ID, "detail-close").click()
+
+
+def test_an_empty_collector_says_how_to_use_it_and_logs_show_up_by_themselves(
+    empty_app: Server, browser: WebDriver, screens: Path
+) -> None:
+    load(browser, empty_app.url + "/")
+    empty = browser.find_element(By.ID, "empty-state")
+    assert empty.is_displayed()
+    assert text(browser, "#empty-command") == f"README_METRICS_SERVER={empty_app.url} gunicorn myapp:app"
+    assert f'metrics_server="{empty_app.url}"' in empty.text
+    for hidden in (".cards", "#filters", "#log-list", "#chart-time"):
+        assert not browser.find_element(By.CSS_SELECTOR, hidden).is_displayed(), hidden
+    assert browser.find_element(By.ID, "live").is_selected()
+    assert not browser.find_element(By.ID, "export-har").is_enabled()
+    browser.save_screenshot(str(screens / "empty.png"))
+    assert count_near(colors_of(empty.screenshot_as_png), "#1d2330", 40) > 500, "the empty state shows no text"
+
+    # Logs arrive: the page shows them without a click.
+    logs = [make_log(started=time.time() - i, label=f"Caller {i}", group_id=mask(f"key-{i}")) for i in range(3)]
+    assert post(empty_app.url, logs)[0] == 202
+    wait(browser, lambda d: text(d, "#stat-total") == "3")
+    assert not empty.is_displayed()
+    assert {r.get_attribute("data-id") for r in list_rows(browser)} == {log["_id"] for log in logs}
+    button = browser.find_element(By.ID, "export-har")
+    assert button.is_enabled()
+    # Filters that match nothing: nothing to export.
+    change(browser, lambda: browser.find_element(By.ID, "f-q").send_keys("no-such-text"))
+    assert "No logs match." in text(browser, "#log-list")
+    assert not button.is_enabled()
+    change(browser, lambda: browser.find_element(By.ID, "reset").click())
+    assert button.is_enabled()
+    browser.save_screenshot(str(screens / "after-logs-arrived.png"))

@@ -8,6 +8,7 @@ shows it in a browser at ``/``. Point the SDK at it with ``README_METRICS_SERVER
 Only the standard library is used (``http.server``, ``sqlite3``, ``gzip``, ``json``).
 
 - :mod:`readme_metrics.collector.storage`: validation of log objects and the SQLite store.
+- :mod:`readme_metrics.collector.stats`: the figures over time, and labels several callers share.
 - :mod:`readme_metrics.collector.server`: the HTTP server (routes, the dashboard JSON).
 - :mod:`readme_metrics.collector.guard`: the loopback ``Host`` rule and no cross-site posts.
 - :mod:`readme_metrics.collector.body`: reading a request body within a byte bound.

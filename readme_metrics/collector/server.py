@@ -32,7 +32,8 @@ Routes (all answers are JSON unless said otherwise):
 or ``{"filters": {...}}``)
     The selected logs as one HAR 1.2 file (``Content-Disposition: attachment``), oldest first.
 ``GET /healthz``
-    ``{"ok": true, "logs": <count>}``.
+    ``{"ok": true, "logs": <count>, "latest": <n>}``: ``latest`` changes when logs are
+    stored (the dashboard polls it to refresh as logs arrive).
 
 The server listens on IPv4, or on IPv6 when the host holds a colon (``::1``; ``::`` also
 accepts IPv4 where the system allows dual-stack sockets).
@@ -369,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"baseUrl": c.base_url(self.headers.get("Host"))})
             return
         if path == "/healthz":
-            self._json(200, {"ok": True, "logs": c.storage.count()})
+            self._json(200, {"ok": True, "logs": c.storage.count(), "latest": c.storage.latest()})
             return
         if method == "GET" and (path == "/" or path.startswith("/logs/")):
             self._send(200, c._page, "text/html; charset=utf-8", {"Content-Security-Policy": _CSP})

@@ -9,7 +9,8 @@ The interface is small on purpose, so that another database could stand in later
   invalid log, not a failed insert.
 - :class:`Storage` keeps records: :meth:`~Storage.insert` (one transaction per batch),
   :meth:`~Storage.get`, :meth:`~Storage.logs`, :meth:`~Storage.full_logs`,
-  :meth:`~Storage.summary`, :meth:`~Storage.count`, :meth:`~Storage.prune`.
+  :meth:`~Storage.summary`, :meth:`~Storage.count`, :meth:`~Storage.latest`, :meth:`~Storage.prune`.
+  The figures over time are in :mod:`readme_metrics.collector.stats`.
 - :class:`Filters` is what the dashboard filters by: time range, endpoint, status, caller
   and a free-text search.
 
@@ -48,6 +49,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from readme_metrics.collector.stats import shared_labels, time_series
 
 Log = dict[str, Any]
 
@@ -360,17 +363,6 @@ def percentile(ordered: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
-
-
-def bucket_seconds(span: float, target: int = 60) -> int:
-    """The smallest round bucket width giving at most ``target`` buckets over ``span``."""
-    for width in _BUCKETS:
-        if span / width <= target:
-            return width
-    return _BUCKETS[-1] * max(1, math.ceil(span / _BUCKETS[-1] / target))
-
-
 class Storage:
     """The collector's SQLite store. Thread-safe; one instance per process and file."""
 
@@ -517,6 +509,11 @@ class Storage:
 
     # -- reading -----------------------------------------------------------------------
 
+    def latest(self) -> int:
+        """A number that changes when logs are stored: the newest row's sequence number (0: none)."""
+        with self._reader() as conn:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM logs").fetchone()[0])
+
     def count(self, filters: Filters | None = None) -> int:
         where, args = (filters or Filters()).where()
         with self._reader() as conn:
@@ -584,6 +581,7 @@ class Storage:
     def _summary(
         self, conn: sqlite3.Connection, filters: Filters, where: str, args: list[Any], now: float
     ) -> dict[str, Any]:
+        stored, latest = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM logs").fetchone()
         total, errors, first, last, callers = conn.execute(
             "SELECT count(*), coalesce(sum(status >= 400), 0), min(started), max(started), count(DISTINCT group_id)"
             f" FROM logs WHERE {where}",
@@ -600,25 +598,12 @@ class Storage:
             key = f"{status[0]}xx" if len(status) == 3 else "other"
             classes[key] = classes.get(key, 0) + n
 
-        # Requests over time, by status class.
+        # Requests and latency over time.
         lo = filters.since if filters.since is not None else first
         hi = filters.until if filters.until is not None else (now if filters.since is not None else last)
         series: dict[str, Any] = {"bucket_seconds": 0, "start": None, "points": []}
         if lo is not None and hi is not None and total:
-            width = bucket_seconds(max(hi - lo, 10.0))
-            start = math.floor(lo / width) * width
-            count_buckets = int((hi - start) // width) + 1
-            points = [
-                {"t": start + i * width, "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0} for i in range(count_buckets)
-            ]
-            for index, status_class, n in conn.execute(
-                f"SELECT CAST((started - ?) / ? AS INTEGER) AS b, status / 100, count(*) FROM logs"
-                f" WHERE {where} GROUP BY b, status / 100",
-                [start, width, *args],
-            ):
-                if 0 <= index < len(points) and 1 <= status_class <= 5:
-                    points[index][f"{status_class}xx"] += n
-            series = {"bucket_seconds": width, "start": start, "points": points}
+            series = time_series(conn, where, args, lo, hi)
 
         # Latency percentiles per endpoint.
         endpoints: dict[str, dict[str, Any]] = {}
@@ -682,4 +667,7 @@ class Storage:
             "groups": groups,
             "recent_errors": recent_errors,
             "facets": {"endpoints": facet_endpoints, "groups": facet_groups},
+            "shared_labels": shared_labels(conn, t_where, t_args),
+            "stored": stored,
+            "latest": latest,
         }
