@@ -200,7 +200,8 @@ class OtlpExporter:
             url = str(request.get("url", ""))
             parts = urlsplit(url)
             status = response.get("status")
-            number, text = next((n, t) for floor, n, t in _SEVERITY if isinstance(status, int) and status >= floor)
+            code = status if isinstance(status, int) else 0
+            number, text = next((n, t) for floor, n, t in _SEVERITY if code >= floor)
             version = str(request.get("httpVersion", ""))
             timings = entry.get("timings") or {}
             attributes = {
