@@ -23,7 +23,7 @@ import pytest
 from werkzeug.test import Client as WerkzeugClient
 
 from readme_metrics import MetricsApiConfig
-from readme_metrics.collector.storage import validate_batch
+from readme_metrics.collector.storage import Storage, validate_batch
 from readme_metrics.config import parse_exporters
 from readme_metrics.delivery import client_for
 from readme_metrics.delivery.fanout import exporters_of
@@ -333,3 +333,35 @@ def test_one_exporter_keeps_the_direct_path() -> None:
         assert "readme-metrics-memory" not in [t.name for t in threading.enumerate()]  # no outbox thread
     finally:
         client.close(1)
+
+
+# -- the collector imports the files ----------------------------------------------------------
+
+
+def test_the_collector_imports_a_jsonl_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "api.jsonl"
+    memory = MemoryExporter()
+    middleware = delivery_app.make(metrics_server="http://127.0.0.1:9", exporters=[JsonLinesExporter(path), memory])
+    try:
+        for n in range(4):
+            with WerkzeugClient(middleware).get(f"/hello?n={n}"):
+                pass
+        assert middleware.client.flush(5)
+    finally:
+        middleware.client.close(1)
+    with path.open("ab") as file:
+        file.write(b"not json\n\n")
+    db = tmp_path / "c.sqlite3"
+    command = [sys.executable, "-m", "readme_metrics", "import", "--db", str(db), str(path)]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert first.returncode == 1  # a line was skipped, and said so
+    assert f"{path}:5: skipped" in first.stderr and "imported 4 logs" in first.stdout
+    again = subprocess.run([*command[:-1], "-"], input=path.read_text(), capture_output=True, text=True, cwd=ROOT)
+    assert "imported 0 logs" in again.stdout and "(4 already there, 1 lines skipped)" in again.stdout
+    storage = Storage(db)
+    try:
+        assert storage.count() == 4
+        for log in memory.logs:  # stored as sent
+            assert storage.get(log["_id"]) == log
+    finally:
+        storage.close()
