@@ -7,6 +7,7 @@ HTTP server for the app, real refused and hanging sockets for exporters that are
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import itertools
 import json
@@ -18,8 +19,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from werkzeug.test import Client as WerkzeugClient
 
 from readme_metrics import MetricsApiConfig
@@ -30,8 +33,8 @@ from readme_metrics.delivery.fanout import exporters_of
 from readme_metrics.exporters import JsonLinesExporter, MemoryExporter, OtlpExporter, ReadMeExporter
 from readme_metrics.retry import Retry
 from tests.apps import delivery_app
-from tests.servers import free_port
-from tests.standin import wait_until
+from tests.servers import free_port, gunicorn
+from tests.standin import MetricsStandIn, entry, header_value, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -365,3 +368,64 @@ def test_the_collector_imports_a_jsonl_file_once(tmp_path: Path) -> None:
             assert storage.get(log["_id"]) == log
     finally:
         storage.close()
+
+
+# -- under gunicorn: forked workers, exporters named by the environment -----------------------
+
+
+def test_gunicorn_preload_workers_write_one_shared_file_and_their_own(tmp_path: Path) -> None:
+    with MetricsStandIn() as api:
+        env = {
+            "README_METRICS_SERVER": api.url,
+            "README_METRICS_EXPORTERS": f"readme,jsonl:{tmp_path}/all.jsonl,jsonl:{tmp_path}/api-{{pid}}.jsonl",
+            "RM_BUFFER_LENGTH": "5",
+        }
+        server = gunicorn("tests.apps.delivery_app:wrapped", env, "--preload", "-w", "3")
+        wanted = [f"gun-{n}" for n in range(45)]
+        try:
+
+            def one(test_id: str) -> str:
+                response = requests.get(server.url + "/pid?0.05", headers={"X-Test-Id": test_id}, timeout=10)
+                assert response.status_code == 200
+                return response.text
+
+            with concurrent.futures.ThreadPoolExecutor(9) as pool:
+                served_by = set(pool.map(one, wanted))
+            assert len(served_by) > 1, "requests did not spread over the workers"
+        finally:
+            server.stop()
+        api.wait_for(lambda log: True, count=len(wanted))
+
+        def tid(log: dict[str, Any]) -> str:
+            return header_value(entry(log)["request"]["headers"], "X-Test-Id") or ""
+
+        shared = [json.loads(line) for line in lines_of(tmp_path / "all.jsonl")]
+        assert sorted(map(tid, shared)) == sorted(wanted)  # every worker's, once each
+        assert sorted(map(tid, api.logs)) == sorted(wanted)
+        own = sorted(tmp_path.glob("api-*.jsonl"))
+        assert {file.stem.split("-")[1] for file in own} == served_by  # one file per worker
+        for file in own:
+            logs = [json.loads(line) for line in lines_of(file)]
+            assert {entry(log)["response"]["content"]["text"] for log in logs} == {file.stem.split("-")[1]}
+        assert sorted(tid(json.loads(line)) for line in lines_of(*own)) == sorted(wanted)
+
+
+def test_synchronous_mode_sends_to_every_exporter_in_the_request(tmp_path: Path) -> None:
+    path, memory = tmp_path / "api.jsonl", MemoryExporter()
+    config = MetricsApiConfig(
+        "k", delivery_app.group, background_worker_mode=False, exporters=[JsonLinesExporter(path), memory]
+    )
+    client = client_for(config)
+    with WerkzeugClient(delivery_app.ControlledMiddleware(delivery_app.app, config)).get("/hello"):
+        pass
+    # Sent by the request's own thread, before it returned: no worker, nothing to flush.
+    assert len(lines_of(path)) == 1 and len(memory.logs) == 1
+    memory.fail_with = 503
+    with WerkzeugClient(delivery_app.ControlledMiddleware(delivery_app.app, config)).get("/hello"):
+        pass
+    stats = client.stats()
+    assert stats["exporters"]["memory"]["dropped"] == {"delivery_error": 1}  # one try, no retry
+    assert stats["exporters"]["jsonl"]["sent"] == 2 and len(lines_of(path)) == 2
+    client.close(1)
+    assert client.fanout is not None
+    assert client.fanout.outboxes[0].sender.exporter._fd is None  # type: ignore[attr-defined]  # closed

@@ -234,6 +234,8 @@ class Client:
                 )
         finally:
             self.sender.exporter.shutdown()
+            if self.fanout is not None and not self.config.background_worker_mode:
+                self.fanout.shutdown()  # (with a worker, the fanout's close shut them down)
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the counters; every field is described in docs/delivery.md.
