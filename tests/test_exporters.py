@@ -326,6 +326,7 @@ def test_environment_names_the_exporters(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_one_exporter_keeps_the_direct_path() -> None:
     memory = MemoryExporter()
     config = MetricsApiConfig("k", delivery_app.group, exporters=[memory], flush_interval=0.01)
+    before = set(threading.enumerate())  # (other tests' clients may have left workers running)
     client = client_for(config)
     try:
         assert client.fanout is None and client.exporter is memory
@@ -333,7 +334,8 @@ def test_one_exporter_keeps_the_direct_path() -> None:
             pass
         assert client.flush(5) and len(memory.logs) == 1
         assert client.queue.worker is not None and client.queue.worker.is_alive()
-        assert "readme-metrics-memory" not in [t.name for t in threading.enumerate()]  # no outbox thread
+        started = [t.name for t in set(threading.enumerate()) - before]
+        assert "readme-metrics-worker" in started and "readme-metrics-memory" not in started  # no outbox thread
     finally:
         client.close(1)
 
