@@ -261,8 +261,8 @@ def test_one_exporter_down_the_other_keeps_delivering_and_bounds_hold(
         assert readme["sent"] == 0
         # The down exporter's outbox stayed within its bound (20 waiting, plus the batch it
         # holds): what it refused is counted as dropped for it alone.
-        assert readme["queued"] + readme["dropped"]["queue_full"] == 60
-        assert readme["dropped"]["queue_full"] >= 30 and readme["waiting"] <= 30
+        assert readme["queued"] + readme["dropped"]["outbox_full"] == 60
+        assert readme["dropped"]["outbox_full"] >= 30 and readme["waiting"] <= 30
         assert readme["last_error"] is not None
         assert stats["queued"] == 60  # the capture queue took every one
     finally:

@@ -251,9 +251,8 @@ class Client:
         if refused:
             dropped["queue_full"] = dropped.get("queue_full", 0) + refused
         waiting += len(self._sync_batch)
-        if self.fanout is None:
-            per_exporter = {exporter_names([self.sender.exporter])[0]: self.counters.snapshot()}
-        else:
+        per_exporter: dict[str, dict[str, Any]] = {}
+        if self.fanout is not None:
             per_exporter = self.fanout.snapshots()
             first = next(iter(per_exporter.values()))
             for reason, count in first["dropped"].items():
@@ -261,7 +260,10 @@ class Client:
             snapshot.update({key: value for key, value in first.items() if key not in _OWN_FIELDS})
             waiting += first["waiting"]
             queue_bytes += first["queue_bytes"]
-        snapshot.update(queued=queue.accepted, waiting=waiting, queue_bytes=queue_bytes, exporters=per_exporter)
+        snapshot.update(queued=queue.accepted, waiting=waiting, queue_bytes=queue_bytes)
+        if self.fanout is None:  # one exporter: its counters are the top-level ones
+            per_exporter = {exporter_names([self.sender.exporter])[0]: {**snapshot, "dropped": dict(dropped)}}
+        snapshot["exporters"] = per_exporter
         return snapshot
 
 

@@ -7,7 +7,7 @@ several, the capture queue's handler hands each batch of encoded logs to every
 (nothing left to prepare) with its own bounds, worker thread, sender (its own retries)
 and counters. So one exporter that fails or hangs never holds back another: its outbox
 fills up to its bounds while the others go on, and what it refuses then is counted as
-dropped (``queue_full``) for that exporter only.
+dropped (``outbox_full``) for that exporter only.
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ class Outbox:
         put = self.queue.put
         refused = sum(1 for log in logs if not put(log, len(log)))
         if refused:
-            self.stats.drop("queue_full", refused)
+            self.stats.drop("outbox_full", refused)
             warn_limited(
-                "queue_full:" + self.name,
+                "outbox_full:" + self.name,
                 "readme_metrics: the %s exporter's queue is full (%d events); dropping its logs",
                 self.name,
                 self.queue.max_events,
