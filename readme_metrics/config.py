@@ -23,6 +23,10 @@ DEFAULT_METRICS_SERVER = "https://metrics.readme.io"
 #: Default of ``max_body_bytes``: most bytes of each body kept for the log.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 METRICS_SERVER_ENV = "README_METRICS_SERVER"
+#: Names the exporters (``readme,jsonl:/var/log/api.jsonl,otlp``); wins over ``exporters=``.
+EXPORTERS_ENV = "README_METRICS_EXPORTERS"
+#: The exporters ``README_METRICS_EXPORTERS`` may name.
+EXPORTER_KINDS = ("readme", "jsonl", "otlp")
 #: The hosted ReadMe API, asked for the project's base URL when the metrics server is hosted.
 README_API = "https://dash.readme.com/api"
 
@@ -66,6 +70,44 @@ def _http_url(value: Any, name: str) -> str:
     if not (isinstance(value, str) and value.startswith(("http://", "https://"))):
         raise ValueError(f"{name} must be an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def parse_exporters(text: str) -> tuple[tuple[str, str], ...]:
+    """``README_METRICS_EXPORTERS``: comma-separated ``kind[:argument]`` items, as
+    ``(kind, argument)`` pairs: ``readme[:SERVER]``, ``jsonl:PATH`` (``-``: standard
+    output), ``otlp[:ENDPOINT]``. Empty: none named (``()``)."""
+    specs: list[tuple[str, str]] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        kind, _, argument = item.partition(":")
+        kind, argument = kind.strip().lower(), argument.strip()
+        if kind not in EXPORTER_KINDS:
+            raise ValueError(f"{EXPORTERS_ENV}: unknown exporter {kind!r} (known: {', '.join(EXPORTER_KINDS)})")
+        if kind == "jsonl" and not argument:
+            raise ValueError(f"{EXPORTERS_ENV}: jsonl needs a path (jsonl:/var/log/api.jsonl, or jsonl:- for stdout)")
+        if kind in ("readme", "otlp") and argument:
+            _http_url(argument, f"{EXPORTERS_ENV}: {kind}")
+        specs.append((kind, argument))
+    return tuple(specs)
+
+
+def _exporters(value: Any) -> tuple[Any, ...] | None:
+    """``exporters=``: None (the ReadMe exporter), or a non-empty list of exporters."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError("exporters must be a list of exporters (readme_metrics.exporters)")
+    items = tuple(value)
+    if not items:
+        raise ValueError("exporters must hold at least one exporter (None: the ReadMe API)")
+    for item in items:
+        if not (callable(getattr(item, "export", None)) and callable(getattr(item, "shutdown", None))):
+            raise ValueError(f"exporters: {item!r} is not an exporter (it needs export() and shutdown())")
+    if len({id(item) for item in items}) != len(items):
+        raise ValueError("exporters: the same exporter is listed twice")
+    return items
 
 
 #: Longest base of ``x-documentation-url`` links accepted (``base_log_url``, or ``GET /v1``).
@@ -240,6 +282,7 @@ class MetricsApiConfig:
         compress: bool = False,
         retry: Retry | None = None,
         documentation_header: bool = True,
+        exporters: Iterable[Any] | None = None,
     ) -> None:
         self.api_key = _api_key(api_key)
         self.grouping_function = _resolve_callable(grouping_function, "grouping_function")
@@ -284,6 +327,10 @@ class MetricsApiConfig:
         if retry is not None and not isinstance(retry, Retry):
             raise ValueError(f"retry must be a readme_metrics.retry.Retry or None, not {type(retry).__name__}")
         self.retry: Retry | None = retry
+        #: Where logs go: ``None`` is the ReadMe exporter of ``api_key``/``metrics_server``.
+        self.exporters: tuple[Any, ...] | None = _exporters(exporters)
+        #: ``README_METRICS_EXPORTERS`` parsed (it wins over ``exporters``); ``()`` if unset.
+        self.exporter_specs: tuple[tuple[str, str], ...] = parse_exporters(os.environ.get(EXPORTERS_ENV, ""))
 
     # The attribute names of readme-metrics 3.4.0: each reads our setting, and setting one
     # sets ours, validated as the argument is (see _Compat), until a middleware uses the config.

@@ -488,11 +488,16 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
         "last_error",
         "last_error_time",
         "last_success",
+        "exporters",
     }
     app.get("stats")
     assert app.client.flush(timeout=5)
     after = app.middleware.stats()
     assert after["queued"] == after["sent"] == after["batches_sent"] == 1
+    # One exporter (the default): its own counters are the top-level ones.
+    assert list(after["exporters"]) == ["readme"]
+    assert after["exporters"]["readme"]["sent"] == 1
+    assert after["exporters"]["readme"] == {key: value for key, value in after.items() if key != "exporters"}
     assert after["bytes_sent"] == int(api.posts[0].headers["content-length"])
     assert after["last_success"] <= time.time() and after["last_error"] is None
     after["dropped"]["x"] = 1  # a snapshot: changing it changes nothing

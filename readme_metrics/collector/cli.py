@@ -1,4 +1,6 @@
-"""``readme-metrics serve``: run the local collector and its dashboard.
+"""``readme-metrics serve``: run the local collector and its dashboard;
+``readme-metrics import [--db FILE] FILE...``: load JSON-lines files into its database
+(:mod:`readme_metrics.collector.importer`).
 
 ::
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from readme_metrics._version import __version__
+from readme_metrics.collector.importer import import_files
 from readme_metrics.collector.ingest import (
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_DEPTH,
@@ -134,7 +137,31 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--public-url", help="the URL clients reach the collector at (for documentation links)")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    load = commands.add_parser(
+        "import",
+        help="load JSON-lines files (JsonLinesExporter's) into the collector's database",
+        description="Store every log of JSON-lines files (one log object per line; - for stdin); "
+        "logs already stored are skipped.",
+    )
+    load.add_argument("files", nargs="+", metavar="FILE")
+    load.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default ./{DEFAULT_DB})")
     return top
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """Exit status 0 when every line was a log, 1 when some were skipped or a file failed."""
+    storage = Storage(args.db, max_age_days=None, max_rows=None)
+    try:
+        stored, known, bad = import_files(storage, args.files)
+    except OSError as exc:
+        sys.stderr.write(f"readme-metrics import: {exc}\n")
+        return 1
+    finally:
+        storage.close()
+    sys.stdout.write(
+        f"imported {stored} logs into {Path(args.db).resolve()} ({known} already there, {bad} lines skipped)\n"
+    )
+    return 1 if bad else 0
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -193,5 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "import":
+        return import_command(args)
     parser().print_help(sys.stderr)
     return 2

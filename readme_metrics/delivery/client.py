@@ -30,6 +30,7 @@ from readme_metrics._log import logger, warn_limited
 from readme_metrics.build import Builder
 from readme_metrics.build.redaction import Redactor
 from readme_metrics.capture import Capture
+from readme_metrics.delivery.fanout import Fanout, exporter_names, exporters_of
 from readme_metrics.delivery.queue import BatchQueue
 from readme_metrics.delivery.sender import Sender
 from readme_metrics.delivery.stats import Stats
@@ -60,9 +61,16 @@ class Client:
             log_body=config.log_body,
             mask=config.mask,
         )
+        exporters = [exporter] if exporter is not None else exporters_of(config)
+        first = exporters[0]
+        # A user's exporter object is kept in a forked child (it reopens what it needs); the
+        # default ReadMe exporter is made anew there (a session is not shared across a fork).
+        default = exporter is None and not config.exporters and not config.exporter_specs
         self._new_exporter: Callable[[], Exporter] = (
-            (lambda: exporter) if exporter is not None else (lambda: ReadMeExporter.from_config(config))
+            (lambda: ReadMeExporter.from_config(config)) if default else (lambda: first)
         )
+        #: With several exporters, one outbox each (see :mod:`~readme_metrics.delivery.fanout`).
+        self.fanout: Fanout | None = Fanout(exporters, config) if len(exporters) > 1 else None
         self.counters = Stats()
         self.queue: BatchQueue[Capture, bytes] = BatchQueue(
             self._send,
@@ -73,7 +81,7 @@ class Client:
             flush_interval=config.flush_interval,
             max_batch=config.max_batch_events,
         )
-        self.sender = Sender(self._new_exporter(), config.retry or Retry(), self.counters, self.queue, config.timeout)
+        self.sender = Sender(first, config.retry or Retry(), self.counters, self.queue, config.timeout)
         self._sync_lock = threading.Lock()
         self._sync_batch: list[Capture] = []
         self._pid = os.getpid()
@@ -86,6 +94,9 @@ class Client:
     def set_exporter(self, exporter: Exporter) -> None:
         """Deliver through ``exporter`` from now on (kept in forked children too)."""
         old = self.sender.exporter
+        if self.fanout is not None:  # one exporter from now on
+            self.fanout.shutdown()
+            self.fanout = None
         self._new_exporter = lambda: exporter
         self.sender.exporter = exporter
         if old is not exporter:
@@ -99,6 +110,8 @@ class Client:
         self._sync_lock = threading.Lock()
         self._sync_batch = []
         self.sender.exporter = self._new_exporter()
+        if self.fanout is not None:
+            self.fanout.reset()
 
     # -- the request path --------------------------------------------------------------
 
@@ -154,7 +167,12 @@ class Client:
     def _send(self, logs: list[bytes], *, retries: bool = True) -> None:
         """Send a batch of encoded logs. Never raises (see :meth:`_encode`)."""
         try:
-            self.sender.send(logs, retries=retries)
+            if self.fanout is None:
+                self.sender.send(logs, retries=retries)
+            elif retries:
+                self.fanout.offer(logs)
+            else:
+                self.fanout.send_now(logs)
         except Exception as exc:
             logger.exception("readme_metrics: unexpected error while delivering logs")
             self.counters.gave_up("internal_error", len(logs), f"{type(exc).__name__}: {exc}")
@@ -171,7 +189,11 @@ class Client:
             if batch:
                 self._send([log for log, _ in self._encode(batch)], retries=False)
             return True
-        return self.queue.flush(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.queue.flush(timeout)
+        if self.fanout is not None:
+            done = self.fanout.flush(deadline) and done
+        return done
 
     def close(self, timeout: float | None = None) -> None:
         """Flush within ``timeout`` (default ``shutdown_timeout``), then stop the worker.
@@ -182,9 +204,17 @@ class Client:
         """
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        if self.config.background_worker_mode and not self.queue.begin_close(deadline):
+        if self.config.background_worker_mode and not self.begin_close(deadline):
             return
         self._finish_close(deadline, timeout)
+
+    def begin_close(self, deadline: float) -> bool:
+        """Start closing (see :meth:`close`); False in a forked child not yet reset."""
+        if not self.queue.begin_close(deadline):
+            return False
+        if self.fanout is not None:
+            self.fanout.begin_close(deadline)
+        return True
 
     def _finish_close(self, deadline: float, timeout: float) -> None:
         try:
@@ -194,6 +224,8 @@ class Client:
             left, in_flight = self.queue.finish_close(deadline)
             if left:
                 self.counters.drop("shutdown", left)
+            if self.fanout is not None:
+                in_flight += self.fanout.finish_close(deadline)
             if left or in_flight:
                 logger.warning(
                     "readme_metrics: %d logs not delivered before the shutdown deadline (%gs)",
@@ -202,17 +234,41 @@ class Client:
                 )
         finally:
             self.sender.exporter.shutdown()
+            if self.fanout is not None and not self.config.background_worker_mode:
+                self.fanout.shutdown()  # (with a worker, the fanout's close shut them down)
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot of the counters; every field is described in docs/delivery.md."""
+        """A snapshot of the counters; every field is described in docs/delivery.md.
+
+        With several exporters the top-level fields are the first exporter's (what it sent,
+        retried, dropped, waits for), plus what was dropped before any exporter got it
+        (queue full, build errors); ``exporters`` has every exporter's own."""
         snapshot = self.counters.snapshot()
         queue = self.queue
         waiting, queue_bytes = queue.waiting()
         refused = queue.refused
+        dropped: dict[str, int] = snapshot["dropped"]
         if refused:
-            snapshot["dropped"]["queue_full"] = snapshot["dropped"].get("queue_full", 0) + refused
-        snapshot.update(queued=queue.accepted, waiting=waiting + len(self._sync_batch), queue_bytes=queue_bytes)
+            dropped["queue_full"] = dropped.get("queue_full", 0) + refused
+        waiting += len(self._sync_batch)
+        per_exporter: dict[str, dict[str, Any]] = {}
+        if self.fanout is not None:
+            per_exporter = self.fanout.snapshots()
+            first = next(iter(per_exporter.values()))
+            for reason, count in first["dropped"].items():
+                dropped[reason] = dropped.get(reason, 0) + count
+            snapshot.update({key: value for key, value in first.items() if key not in _OWN_FIELDS})
+            waiting += first["waiting"]
+            queue_bytes += first["queue_bytes"]
+        snapshot.update(queued=queue.accepted, waiting=waiting, queue_bytes=queue_bytes)
+        if self.fanout is None:  # one exporter: its counters are the top-level ones
+            per_exporter = {exporter_names([self.sender.exporter])[0]: {**snapshot, "dropped": dict(dropped)}}
+        snapshot["exporters"] = per_exporter
         return snapshot
+
+
+#: Top-level fields of ``stats()`` that are the client's own, whatever the exporters.
+_OWN_FIELDS = frozenset({"dropped", "queued", "waiting", "queue_bytes"})
 
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -238,7 +294,7 @@ def close_all() -> None:
     for client in list(_clients):
         deadline = start + client.config.shutdown_timeout
         try:
-            if not client.config.background_worker_mode or client.queue.begin_close(deadline):
+            if not client.config.background_worker_mode or client.begin_close(deadline):
                 closing.append((client, deadline))
         except Exception:
             logger.exception("readme_metrics: error while flushing at exit")

@@ -22,6 +22,8 @@ class MemoryExporter:
     - :meth:`wait_for` waits until a number of logs arrived.
     """
 
+    name = "memory"
+
     def __init__(self) -> None:
         self.batches: list[list[Log]] = []
         self.fail_with: int | None = None
