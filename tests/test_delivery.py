@@ -462,6 +462,7 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
         "batches_sent",
         "batches_failed",
         "retried",
+        "repaired",
         "bytes_sent",
         "dropped",
         "last_error",
@@ -474,6 +475,7 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
     assert after["queued"] == after["sent"] == after["batches_sent"] == 1
     assert after["bytes_sent"] == int(api.posts[0].headers["content-length"])
     assert after["last_success"] <= time.time() and after["last_error"] is None
+    assert after["repaired"] == 0
     after["dropped"]["x"] = 1  # a snapshot: changing it changes nothing
     assert app.middleware.stats()["dropped"] == {}
     # The ASGI middleware offers the same.

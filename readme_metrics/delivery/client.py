@@ -54,16 +54,17 @@ class Client:
 
     def __init__(self, config: MetricsApiConfig, exporter: Exporter | None = None) -> None:
         self.config = config
+        self.counters = Stats()
         self.builder = Builder(
             Redactor.from_config(config),
             development=config.development_mode,
             log_body=config.log_body,
             mask=config.mask,
+            repaired=self.counters.repair,
         )
         self._new_exporter: Callable[[], Exporter] = (
             (lambda: exporter) if exporter is not None else (lambda: ReadMeExporter.from_config(config))
         )
-        self.counters = Stats()
         self.queue: BatchQueue[Capture, bytes] = BatchQueue(
             self._send,
             self._encode,
