@@ -521,3 +521,12 @@ def test_allowlist_keeps_keys_and_replaces_values_everywhere() -> None:
 def test_free_text_under_an_allowlist_has_one_marker(body: bytes, ctype: str | None) -> None:
     log, _ = sent(capture(body=body, content_type=ctype), client("allow"))
     assert entry(log)["request"]["postData"]["text"] == NOT_STRUCTURED
+
+
+def test_a_charset_that_decodes_in_quadratic_time_is_not_used() -> None:
+    # punycode decodes in quadratic time: 1 MiB would hold the worker for minutes.
+    c = capture(body=b"a-" + b"b" * 200_000, content_type="text/plain; charset=punycode")
+    log, _ = sent(c, client("none"))
+    assert entry(log)["request"]["postData"]["encoding"] == "base64"
+    c = capture(body=b"a=1&b-" + b"c" * 200_000, content_type="application/x-www-form-urlencoded; charset=punycode")
+    assert entry(sent(c)[0])["request"]["postData"]["params"][0] == {"name": "a", "value": "1"}

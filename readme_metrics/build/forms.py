@@ -11,32 +11,20 @@ read the secret under a name the log would not redact.
 
 from __future__ import annotations
 
-import codecs
-import functools
 from urllib.parse import parse_qsl
 
+from readme_metrics.build.media import text_codec
 from readme_metrics.build.redaction import Redactor
 
 #: Charsets that read every ASCII byte (and percent escape) as UTF-8 does.
 _PLAIN = frozenset({"utf-8", "ascii"})
 
 
-@functools.lru_cache(maxsize=64)
-def _codec(charset: str | None) -> str | None:
-    """The codec's canonical name (``utf-8``, ``latin-1``...); None if unknown."""
-    if charset is None:
-        return "utf-8"
-    try:
-        return codecs.lookup(charset).name
-    except (LookupError, ValueError, TypeError):
-        return None
-
-
 def _readings(data: bytes, charset: str | None) -> list[tuple[str, str]]:
     """(raw text decoding, percent-escape decoding) of each framework that can read it,
     the declared charset's first (the one shown when they agree)."""
     readings = []
-    declared = _codec(charset)
+    declared = text_codec(charset)
     if declared is not None and declared not in _PLAIN:
         readings += [(declared, declared), ("latin-1", declared)]  # Django's, and its fallback
     readings.append(("utf-8", "utf-8"))
@@ -61,7 +49,7 @@ def _parse(data: bytes, raw: str, escapes: str, redactor: Redactor, truncated: b
 def form_pairs(data: bytes, charset: str | None, redactor: Redactor, truncated: bool) -> list[tuple[str, str]] | None:
     """The name/value pairs of a form body as the app reads them; None: it cannot be
     read (no framework decodes it) or its readings disagree where the lists act."""
-    if data.isascii() and _codec(charset) in _PLAIN:
+    if data.isascii() and text_codec(charset) in _PLAIN:
         return _parse(data, "ascii", "utf-8", redactor, truncated)
     parsed = [p for p in (_parse(data, raw, esc, redactor, truncated) for raw, esc in _readings(data, charset)) if p is not None]
     if not parsed:

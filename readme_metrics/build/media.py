@@ -7,6 +7,7 @@ a naive split on ``;`` would read another boundary than the app's.
 
 from __future__ import annotations
 
+import codecs
 import functools
 
 from werkzeug.http import parse_options_header
@@ -38,10 +39,33 @@ def is_text(media: str) -> bool:
     return is_json(media) or media.startswith(_TEXT_TYPES) or media.endswith("+xml")
 
 
+#: Codecs never used to read a body: ``punycode`` decodes in quadratic time (a 1 MiB body
+#: would hold the worker for minutes), and neither is a charset a body is written in.
+_REFUSED_CODECS = frozenset({"punycode", "idna"})
+
+
+@functools.lru_cache(maxsize=64)
+def text_codec(charset: str | None) -> str | None:
+    """The canonical name of the codec of ``charset`` (``utf-8`` when None); None when it
+    is unknown, not a text encoding, or refused."""
+    if charset is None:
+        return "utf-8"
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError, TypeError):
+        return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
+        return None
+    return info.name
+
+
 def decode(data: bytes, charset: str | None) -> str | None:
     """``data`` as text in ``charset`` (UTF-8 if None); None if it is not. A charset that
     is unknown, not a text encoding or fails is "not text": never a reason to lose a log."""
+    codec = "utf-8" if charset is None else text_codec(charset)
+    if codec is None:
+        return None
     try:
-        return data.decode(charset or "utf-8")
+        return data.decode(codec)
     except (ValueError, LookupError, TypeError):
         return None
