@@ -275,6 +275,15 @@ def test_property_no_prefix_of_the_api_key_at_a_cut(before: str, cut: int, kind:
     assert API_KEY[:MIN_PREFIX] not in text
 
 
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(MIN_PREFIX, len(API_KEY) - 1), lists=st.sampled_from(["none", "deny"]))
+def test_property_no_prefix_of_the_api_key_in_a_cut_error_message(cut: int, lists: str) -> None:
+    c = capture(method="GET")
+    c.finish(False, RuntimeError("x" * (500 - len("RuntimeError: ") - cut) + API_KEY))  # cut at 500
+    _, text = sent(c, client(lists))
+    assert API_KEY[:MIN_PREFIX] not in text
+
+
 # ======================================================================================
 # 4. Keys the denylist does not see
 # ======================================================================================

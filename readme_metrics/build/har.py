@@ -31,6 +31,7 @@ from readme_metrics._version import __version__
 from readme_metrics.build.bodies import body_fields
 from readme_metrics.build.headers import redact_headers
 from readme_metrics.build.redaction import Redactor, encode_pairs, mask
+from readme_metrics.build.secrets import trim_key_prefix
 from readme_metrics.capture import ANONYMOUS_GROUP, Capture, header_pairs, new_log_id
 
 CREATOR = {
@@ -218,6 +219,8 @@ def build_entry(
     if capture.error:
         # The exception's message is free text: with a list configured only its type is sent.
         error = capture.error.partition(":")[0] if redactor.active else capture.error
+        if redactor.api_key is not None:  # the message is cut at 500 characters: maybe in the key
+            error = trim_key_prefix(error, redactor.api_key)
         entry["comment"] = f"the app raised {error}"
     elif not capture.completed:
         entry["comment"] = "incomplete: the client went away or the response was not finished"

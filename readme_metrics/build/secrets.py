@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import os
 import re
-from typing import Any
+from typing import Any, AnyStr
 
 #: Domain separation of the credential hash key derived from the API key.
 _KEY_INFO = b"readme-metrics: Authorization hash key, v1"
@@ -106,9 +106,9 @@ def _basic_user(token: str) -> str | None:
 MIN_PREFIX = 4
 
 
-def trim_key_prefix(data: bytes, key: bytes) -> bytes:
-    """``data`` (a body cut short) without a tail that is a prefix of ``key`` of at
-    least :data:`MIN_PREFIX` bytes: the cut fell inside the key."""
+def trim_key_prefix(data: AnyStr, key: AnyStr) -> AnyStr:
+    """``data`` (a body, or an error message, cut short) without a tail that is a prefix
+    of ``key`` of at least :data:`MIN_PREFIX` bytes (characters): the cut fell inside it."""
     for size in range(min(len(key) - 1, len(data)), MIN_PREFIX - 1, -1):
         if data.endswith(key[:size]):
             return data[:-size]
