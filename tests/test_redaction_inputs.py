@@ -413,6 +413,17 @@ def test_property_multipart_planted_field_never_arrives(data: st.DataObject) -> 
         assert secret not in text, (body, ctype, _werkzeug_form(body, ctype))
 
 
+@pytest.mark.parametrize("after", [b"x", b"--x", b";", b"\x0b", b"\r\r\n"])
+def test_parts_another_parser_may_read_inside_a_field_count(after: bytes) -> None:
+    # "--B" then something werkzeug does not take for a delimiter: the field's content for
+    # werkzeug, maybe a part named "password" for another parser. Judged by that name too.
+    fake = b"hello\r\n--B" + after + b'\r\nContent-Disposition: form-data; name="password"\r\n\r\nS3CR-embedded'
+    body = b'--B\r\nContent-Disposition: form-data; name="note"\r\n\r\n' + fake + b"\r\n--B--\r\n"
+    log, text = sent(capture(body=body, content_type="multipart/form-data; boundary=B"))
+    assert "S3CR" not in text
+    assert entry(log)["request"]["postData"]["params"][0]["name"] == "note"
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     secret=st.text(ALNUM, min_size=12, max_size=12).map(lambda s: "S3CR" + s),

@@ -30,6 +30,17 @@ MAX_PARTS = 1000
 _NAME_PARAM = re.compile(r'(?:^|;)\s*name(\*)?(?:\*?\d+\*?)?\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 
 
+#: A ``Content-Disposition`` header line inside a part's content.
+_EMBEDDED_DISPOSITION = re.compile(rb"content-disposition[ \t]*:([^\r\n]*)", re.IGNORECASE)
+
+
+def embedded_names(content: bytes) -> list[str]:
+    """The part names of what looks like parts inside ``content`` (a parser that splits a
+    body where werkzeug does not would read those parts)."""
+    lines = [m.group(1).decode("latin-1") for m in _EMBEDDED_DISPOSITION.finditer(content)]
+    return part_names(lines, None) if lines else []
+
+
 def part_names(dispositions: list[str], werkzeug_name: str | None) -> list[str]:
     """Every name a framework may read a part under (werkzeug's first)."""
     names = [werkzeug_name] if werkzeug_name else []
@@ -55,8 +66,9 @@ def multipart_params(data: bytes, boundary: str, redactor: Redactor, truncated: 
     ``truncated``: the body was cut, so its last part (the one no delimiter closes) may be
     too.
     """
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
     try:
-        decoder = MultipartDecoder(boundary.encode("latin-1", "replace"))
+        decoder = MultipartDecoder(delimiter[2:])
     except (ValueError, TypeError):
         return None
     decoder.receive_data(data)
@@ -69,7 +81,7 @@ def multipart_params(data: bytes, boundary: str, redactor: Redactor, truncated: 
 
     def finish(cut: bool) -> None:
         if current is not None and len(params) < MAX_PARTS:
-            param = _param(current, bytes(content), redactor, cut)
+            param = _param(current, bytes(content), redactor, cut, delimiter)
             if param is not None:
                 params.append(param)
 
@@ -98,8 +110,14 @@ def multipart_params(data: bytes, boundary: str, redactor: Redactor, truncated: 
     return params if seen or params else None
 
 
-def _param(part: tuple[list[str], str | None, Any], content: bytes, redactor: Redactor, cut: bool) -> dict[str, Any] | None:
+def _param(
+    part: tuple[list[str], str | None, Any], content: bytes, redactor: Redactor, cut: bool, delimiter: bytes
+) -> dict[str, Any] | None:
     names, filename, headers = part
+    if redactor.active and filename is None and delimiter in content:
+        # Content that holds the delimiter: another parser may read parts in it (line
+        # breaks, blanks after the boundary), so their names count for this value too.
+        names = names + embedded_names(content)
     if not names:
         return None  # a part without a name: no app reads it
     name = names[0]
