@@ -550,3 +550,12 @@ def test_a_charset_that_decodes_in_quadratic_time_is_not_used() -> None:
     assert entry(log)["request"]["postData"]["encoding"] == "base64"
     c = capture(body=b"a=1&b-" + b"c" * 200_000, content_type="application/x-www-form-urlencoded; charset=punycode")
     assert entry(sent(c)[0])["request"]["postData"]["params"][0] == {"name": "a", "value": "1"}
+
+
+def test_a_form_whose_readings_differ_only_in_values_is_shown() -> None:
+    # latin-1 declared, "é" escaped: Django reads "é", werkzeug "\ufffd"; the names agree,
+    # so each value is judged by its name and the declared reading is shown.
+    body = b"name=Ren%E9&password=s3cr%E9t"
+    c = capture(body=body, content_type="application/x-www-form-urlencoded; charset=latin-1")
+    params = entry(sent(c, client("allow"))[0])["request"]["postData"]["params"]
+    assert params == [{"name": "name", "value": "René"}, {"name": "password", "value": "[REDACTED 6]"}]

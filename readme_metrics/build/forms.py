@@ -4,8 +4,8 @@ Frameworks decode a form differently: werkzeug as UTF-8 (a body that is not UTF-
 form), Starlette its bytes as latin-1 (percent escapes as UTF-8), Django in the charset
 the ``Content-Type`` declares (percent escapes too). A form whose bytes are ASCII in an
 ASCII-compatible charset (nearly every form) reads the same everywhere and is parsed once.
-Any other is parsed in each of these readings: when they disagree and one of them holds
-a name the lists act on, the form fails closed (:data:`UNPARSABLE`), since the app may
+Any other is parsed in each of these readings: when their names disagree and one of them
+holds a name the lists act on, the form fails closed (:data:`UNPARSABLE`), since the app may
 read the secret under a name the log would not redact.
 """
 
@@ -55,8 +55,9 @@ def form_pairs(data: bytes, charset: str | None, redactor: Redactor, truncated: 
     if not parsed:
         return None
     first = parsed[0]
-    if not redactor.active or all(p == first for p in parsed[1:]):
-        return first
+    names = [name for name, _ in first]
+    if not redactor.active or all([name for name, _ in p] == names for p in parsed[1:]):
+        return first  # the same names in every reading: each value is judged by its name
     for pairs in parsed:
         for name, value in pairs:
             if redactor.param(name, value) is not value:
