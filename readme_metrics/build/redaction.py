@@ -28,7 +28,9 @@ Runs on the worker thread, while the HAR entry is built (see :mod:`readme_metric
   a batch in which the key was found), binary bodies included.
 
 One decision rules every key, wherever it is (header, parameter, cookie, form field, JSON
-object member): :meth:`Redactor.value`.
+object member): :meth:`Redactor.value` (inlined in the JSON object hook, which runs for
+every member; :meth:`Redactor.param` for parameter names that are paths). Headers are in
+:mod:`readme_metrics.build.headers`.
 
 A :class:`Redactor` is built once per configuration (:meth:`Redactor.from_config`); every
 set it matches against is computed then. With no list configured it does only the cheap
