@@ -483,6 +483,7 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
         "batches_sent",
         "batches_failed",
         "retried",
+        "repaired",
         "bytes_sent",
         "dropped",
         "last_error",
@@ -500,6 +501,7 @@ def test_stats_fields(api: MetricsStandIn, make_app: Callable[..., App]) -> None
     assert after["exporters"]["readme"] == {key: value for key, value in after.items() if key != "exporters"}
     assert after["bytes_sent"] == int(api.posts[0].headers["content-length"])
     assert after["last_success"] <= time.time() and after["last_error"] is None
+    assert after["repaired"] == 0
     after["dropped"]["x"] = 1  # a snapshot: changing it changes nothing
     assert app.middleware.stats()["dropped"] == {}
     # The ASGI middleware offers the same.

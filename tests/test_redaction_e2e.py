@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from readme_metrics.build.redaction import mask
+from readme_metrics.build.redaction import Redactor
 from tests.apps.redaction_apps import RESPONSE_SECRETS
 from tests.servers import Server, gunicorn, raw_request, uvicorn
 from tests.standin import MetricsStandIn, entry, header_value, with_header
 
 DENYLIST = "password,api_key,X-Api-Token,token,card"
+#: What the apps' builder (API key "test-api-key") makes of an Authorization value.
+credential = Redactor(api_key="test-api-key").credential
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_json_headers_query_cookies(server: Server, api: MetricsStandIn) -> None
     assert "visible-note" in e["request"]["postData"]["text"]
     assert "visible-note" in e["response"]["content"]["text"]  # the echo is redacted too
     assert json.loads(e["request"]["postData"]["text"])["user"]["profile"][0]["PASSWORD"].startswith("[REDACTED ")
-    assert header_value(e["request"]["headers"], "authorization") == mask(f"Bearer {s['auth']}")
+    assert header_value(e["request"]["headers"], "authorization") == credential(f"Bearer {s['auth']}")
     assert {"name": "page", "value": "2"} in e["request"]["queryString"]
     assert "page=2" in e["request"]["url"] and "page=2" in e["pageref"]
 
@@ -139,7 +141,7 @@ def test_review_leaks_stay_closed(server: Server, api: MetricsStandIn) -> None:
     log, text = arrived(api, test_id)
     e = entry(log)
     assert [p["name"] for p in e["request"]["postData"]["params"]] == ["password", "title"]
-    assert header_value(e["request"]["headers"], "proxy-authorization") == mask(f"Basic {s['proxy']}")
+    assert header_value(e["request"]["headers"], "proxy-authorization") == credential(f"Basic {s['proxy']}")
     body = b"\n" + json.dumps({"token": s["octet"], "public": "octet-visible"}).encode()
     status, octet_id = send(server, "POST", "/echo", {"Content-Type": "application/octet-stream"}, body)
     assert status == 200
@@ -190,3 +192,13 @@ def test_log_body_false_sends_no_bodies(kind: str, api: MetricsStandIn) -> None:
     assert e["response"]["content"]["text"] == ""
     assert e["request"]["bodySize"] == e["response"]["bodySize"] == len(body)
     assert "body-" not in text
+
+
+def test_a_fragment_in_the_request_target_is_redacted(server: Server, api: MetricsStandIn) -> None:
+    # A raw request target with a fragment: a server may pass it in the query string.
+    value = secret("fragment")
+    status, test_id = send(server, "POST", f"/echo?page=2#token={value}&state=1", {"Content-Type": "text/plain"}, b"x")
+    assert status == 200
+    log, text = arrived(api, test_id)
+    assert value not in text
+    assert {"name": "page", "value": "2"} in entry(log)["request"]["queryString"]

@@ -10,18 +10,21 @@ Runs on the worker thread only, on the copy the request path kept (at most
    truncated). ``br``, ``zstd`` or any other coding, or a stream that does not decode,
    gives the opaque marker :data:`ENCODED` (with the coding's name): compressed bytes are
    never sent as if they were text.
-2. ``multipart/form-data`` (requests) becomes ``params``: fields as ``{name, value}``,
-   file parts as ``{name, fileName, contentType, value: "", _size}``; file content is
-   never sent. JSON fields are redacted as JSON bodies are (step 4). Parsed here with a
-   bounded splitter (part headers by :mod:`email`). Multipart response bodies are
-   replaced by :data:`MULTIPART`.
-3. ``application/x-www-form-urlencoded`` becomes ``params`` (requests) or its text
-   rebuilt from the redacted pairs (responses). A field (or query parameter) whose value
-   is a JSON document is redacted at every depth too.
-4. JSON (``application/json``, ``*/*+json``, ``text/json``): with a list configured, the
-   document is parsed, redacted at every depth and re-serialized. Text bodies that look
-   like JSON (``{`` or ``[`` first) are redacted the same way when they parse.
-5. Other text stays text in its charset; anything else is base64 with
+2. A body cut at ``max_body_bytes`` that ends with a prefix of the API key loses that
+   prefix (:func:`~readme_metrics.build.secrets.trim_key_prefix`).
+3. ``multipart/form-data`` (requests) becomes ``params`` (see
+   :mod:`~readme_metrics.build.multipart`: werkzeug's decoder, every name judged); file
+   content is never sent. Multipart response bodies are replaced by :data:`MULTIPART`.
+4. ``application/x-www-form-urlencoded`` becomes ``params`` (requests) or its text
+   rebuilt from the redacted pairs (responses), read as the frameworks read it (see
+   :mod:`~readme_metrics.build.forms`). A form body that is JSON (``curl -d '{...}'``) is
+   judged as JSON; a field (or query parameter) whose value is a JSON document is
+   redacted at every depth too.
+5. JSON (``application/json``, ``*/*+json``, ``text/json``): with a list configured, the
+   document is parsed, redacted at every depth (JSON texts inside its strings too) and
+   re-serialized. Bodies that look like JSON (``{`` or ``[`` first) are redacted the same
+   way when they parse; free text has each line that looks like JSON judged (NDJSON).
+6. Other text stays text in its charset; anything else is base64 with
    ``"encoding": "base64"`` (HAR 1.2). The builder encodes large ones late
    (see :func:`splice_late`): the log holds a token, the encoded JSON the base64.
 
@@ -34,22 +37,31 @@ form cut short is still parsed: every complete pair is judged by its name.)
 from __future__ import annotations
 
 import base64
-import functools
 import os
-import re
 import zlib
-from email.message import Message
-from email.parser import BytesHeaderParser
 from typing import Any
 
+from readme_metrics.build.forms import form_pairs
+from readme_metrics.build.media import TRUNCATED, UNPARSABLE, decode, is_json, is_text, media_type
+from readme_metrics.build.multipart import MAX_PARTS, multipart_params
+from readme_metrics.build.redaction import Redactor, encode_pairs, looks_json, replace_strings
+from readme_metrics.build.secrets import trim_key_prefix
 from readme_metrics.capture import BodyCopy
-from readme_metrics.build.redaction import DROP, Redactor, encode_pairs, looks_json, replace_strings
 
-#: Text of a body that declares JSON or a form but could not be parsed, so could not be
-#: redacted (only when a denylist or allowlist is configured).
-UNPARSABLE = "[REDACTED BODY: could not be parsed for redaction]"
-#: Same, for a body cut at ``max_body_bytes`` before it could be parsed.
-TRUNCATED = "[REDACTED BODY: truncated at max_body_bytes, could not be parsed for redaction]"
+__all__ = [
+    "ENCODED",
+    "LATE_AT",
+    "MAX_PARTS",
+    "MULTIPART",
+    "NOT_STRUCTURED",
+    "TRUNCATED",
+    "UNPARSABLE",
+    "body_fields",
+    "decompress",
+    "fill_late",
+    "splice_late",
+]
+
 #: Text of a body in a content coding the SDK does not decode (``{coding}`` is its name).
 ENCODED = "[OMITTED BODY: {coding}-encoded]"
 #: Text of a multipart response body, or of a multipart request body that cannot be parsed.
@@ -57,9 +69,6 @@ MULTIPART = "[OMITTED BODY: multipart]"
 #: Text of a body that cannot be judged key by key (free text, XML, binary) when an
 #: allowlist is configured: the allowlist promises that everything unlisted is removed.
 NOT_STRUCTURED = "[OMITTED BODY: not structured, allowlist]"
-
-#: Parts of a multipart body beyond this many are not listed.
-MAX_PARTS = 1000
 
 #: A binary body of this many bytes or more is base64-encoded late when the builder is
 #: given a ``late`` list (see :func:`splice_late`).
@@ -105,39 +114,8 @@ def fill_late(value: Any, late: list[bytes]) -> None:
     replace_strings(value, texts.get)
 
 
-_TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
 _FORM = "application/x-www-form-urlencoded"
 _ZLIB_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-@functools.lru_cache(maxsize=256)  # an API answers with a few content types, again and again
-def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
-    """(lower-case media type, parameters with lower-case names); the dict is shared:
-    read it, never change it."""
-    if not content_type:
-        return "", {}
-    media, _, rest = content_type.partition(";")
-    params = {}
-    for param in rest.split(";"):
-        name, _, value = param.strip().partition("=")
-        if name and value:
-            params[name.lower()] = value.strip().strip('"')
-    return media.strip().lower(), params
-
-
-def is_json(media: str) -> bool:
-    return media in ("application/json", "text/json") or media.endswith("+json")
-
-
-def is_text(media: str) -> bool:
-    return is_json(media) or media.startswith(_TEXT_TYPES) or media.endswith("+xml")
-
-
-def _decode(data: bytes, charset: str | None) -> str | None:
-    try:
-        return data.decode(charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        return None
 
 
 # -- content codings -------------------------------------------------------------------
@@ -193,102 +171,6 @@ def _inflate(data: bytes, wbits: int, limit: int) -> tuple[bytes, bool]:
     return bytes(out), False
 
 
-# -- multipart -------------------------------------------------------------------------
-
-#: What may follow a boundary for it to be a delimiter (RFC 2046, as the app's parser reads
-#: it): ``--`` (the close delimiter), or optional blanks then the end of the line.
-_AFTER_DELIMITER = {nl: re.compile(rb"--|[ \t]*" + nl) for nl in (b"\r\n", b"\n")}
-
-
-def _split(data: bytes, delimiter: bytes, nl: bytes) -> list[bytes] | None:
-    """``data`` cut at its delimiters: [preamble, what follows each delimiter...]; None if
-    there is none. ``nl + delimiter`` followed by anything else is content, not a part."""
-    after = _AFTER_DELIMITER[nl]
-    chunks = (nl + data).split(nl + delimiter)
-    parts = [chunks[0]]
-    for chunk in chunks[1:]:
-        if after.match(chunk):
-            parts.append(chunk)
-        else:  # "\r\n--BOUNDARYsomething": still the previous part's content
-            parts[-1] += nl + delimiter + chunk
-    return parts if len(parts) > 1 else None
-
-
-def _multipart(data: bytes, boundary: str, redactor: Redactor, truncated: bool) -> list[dict[str, Any]] | None:
-    """The parts of a multipart/form-data body as HAR params; None if it is not one.
-
-    A delimiter counts only at the start of a line and followed by ``--`` or the end of
-    the line (as for the app's own parser), so a field's content can never pass for
-    another part. ``truncated``: the body was cut, so its last part (the one no delimiter
-    closes) may be too.
-    """
-    delimiter = b"--" + boundary.encode("latin-1", "replace")
-    nl = b"\r\n"
-    chunks = _split(data, delimiter, nl)
-    if chunks is None:
-        nl = b"\n"
-        chunks = _split(data, delimiter, nl)
-        if chunks is None:
-            return None
-    params: list[dict[str, Any]] = []
-    header_parser = BytesHeaderParser()
-    last = len(chunks) - 1
-    for index, chunk in enumerate(chunks[1:], 1):
-        if chunk.startswith(b"--") or len(params) >= MAX_PARTS:
-            break  # the closing delimiter
-        _padding, sep, rest = chunk.partition(nl)
-        if rest.startswith(nl):
-            head, content = b"", rest[len(nl) :]
-        else:
-            head, sep, content = rest.partition(nl + nl)
-            if not sep:
-                continue  # a part cut inside its headers: nothing known about it
-        headers: Message = header_parser.parsebytes(head)
-        name = headers.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        filename = headers.get_filename()
-        content_type, type_params = media_type(str(headers.get("content-type") or ""))
-        text = None if filename is not None else _decode(content, type_params.get("charset"))
-        if redactor.active:
-            new = redactor.value(name, text)
-            if new is DROP:
-                continue
-            if new is not text:  # denylisted (a file part too: its size is not worth a leak)
-                params.append({"name": name, "value": new})
-                continue
-            if text is not None:
-                text = _json_field(text, content_type, redactor, cut=truncated and index == last)
-        if text is None:
-            param: dict[str, Any] = {"name": name, "value": "", "_size": len(content)}
-            if filename is not None:
-                param["fileName"] = filename
-            param["contentType"] = content_type or "application/octet-stream"
-        else:
-            param = {"name": name, "value": text}
-            if content_type:
-                param["contentType"] = content_type
-        params.append(param)
-    return params
-
-
-def _json_field(text: str, content_type: str, redactor: Redactor, *, cut: bool) -> str:
-    """A multipart field's text, redacted as a JSON body is when it is (or looks) JSON.
-
-    Fails closed as a body does: cut at ``max_body_bytes`` → :data:`TRUNCATED`; declared
-    JSON that does not parse → :data:`UNPARSABLE`.
-    """
-    declared = is_json(content_type)
-    if not declared and not looks_json(text):
-        return text
-    if cut:
-        return TRUNCATED
-    redacted_text = redactor.json_text(text)
-    if redacted_text is not None:
-        return redacted_text
-    return UNPARSABLE if declared else text
-
-
 # -- the body --------------------------------------------------------------------------
 
 
@@ -336,43 +218,47 @@ def body_fields(
         elif not truncated:
             out["_decodedSize"] = len(data)
 
+    if truncated and redactor.key_bytes is not None:
+        data = trim_key_prefix(data, redactor.key_bytes)  # a cut inside the API key
+
     media, params = media_type(content_type)
     charset = params.get("charset")
 
     if media.startswith("multipart/"):
         boundary = params.get("boundary")
-        parts = _multipart(data, boundary, redactor, truncated) if request and boundary else None
+        parts = multipart_params(data, boundary, redactor, truncated) if request and boundary else None
         if parts is None:
             out["text"] = MULTIPART
         else:
             out["params"] = parts
         return out
 
-    if media == _FORM:
-        text = _decode(data, charset)
-        if text is None:
+    if media == _FORM and not (redactor.active and looks_json(data)):
+        pairs = form_pairs(data, charset, redactor, truncated)
+        if pairs is None:
             _text_or_marker(out, data, None, redactor, UNPARSABLE, late)
             return out
-        if truncated and "&" in text:
-            text = text.rsplit("&", 1)[0]  # the last pair may be cut: judged by name anyway
-        items = redactor.pairs(redactor.query(text))
+        items = redactor.pairs(pairs)
         if request:
             out["params"] = items
         else:
-            out["text"] = encode_pairs(items) if redactor.active else text
+            out["text"] = encode_pairs(items) if redactor.active else decode(data, charset) or encode_pairs(items)
         return out
 
-    text = _decode(data, charset) if is_text(media) or not media else None
+    text = decode(data, charset) if is_text(media) or not media else None
     if not redactor.active:
         _text_or_marker(out, data, text, redactor, None, late)
         return out
-    declared = is_json(media)
+    # A form whose body is JSON (``curl -d '{...}'``) is judged as the JSON it is.
+    declared = is_json(media) or media == _FORM
     doc = text if text is not None else data
     keyed = looks_json(doc)  # an object or array: its keys can be judged
     if redactor.allow and not keyed:  # free text, XML, binary, a bare JSON scalar
         out["text"] = NOT_STRUCTURED
         return out
     if not keyed and not declared:
+        if text is not None and redactor.may_match(text):
+            text = _json_lines(text, redactor)  # JSON lines in free text
         _text_or_marker(out, data, text, redactor, None, late)
         return out
     # JSON, or it looks like it (under any media type, text or not): never sent unjudged.
@@ -382,11 +268,31 @@ def body_fields(
     redacted_text = redactor.json_text(doc, body=True)
     if redacted_text is not None:
         out["text"] = redacted_text
-    elif declared or text is None or redactor.allow:
+    elif declared or text is None:
         out["text"] = UNPARSABLE  # e.g. NDJSON under application/x-ndjson: one marker
+    elif redactor.allow:
+        out["text"] = NOT_STRUCTURED  # free text that merely starts with "{"
     else:
-        out["text"] = text  # text that merely starts with "{" (denylist only: free text)
+        out["text"] = _json_lines(text, redactor)  # free text (NDJSON under text/plain...)
     return out
+
+
+def _json_lines(text: str, redactor: Redactor) -> str:
+    """Free text with each line that looks like JSON judged as JSON (NDJSON, a log of
+    JSON records): redacted when it parses; when it does not and may hold a listed key,
+    the line becomes :data:`UNPARSABLE`. Other lines are free text, sent as they are."""
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if not looks_json(line):
+            continue
+        body, cr = (line[:-1], "\r") if line.endswith("\r") else (line, "")
+        new = redactor.json_text(body)
+        if new is None:
+            if redactor.may_match(body):
+                lines[index] = UNPARSABLE + cr
+        elif new is not body:
+            lines[index] = new + cr
+    return "\n".join(lines)
 
 
 def _text_or_marker(

@@ -22,6 +22,7 @@ from readme_metrics._log import warn_limited
 from readme_metrics.build.bodies import fill_late, splice_late
 from readme_metrics.build.har import build_log
 from readme_metrics.build.redaction import Redactor
+from readme_metrics.build.secrets import repair
 from readme_metrics.capture import Capture
 
 try:
@@ -76,6 +77,8 @@ class Builder:
     ``mask``: the user's hook, given each log object last (after redaction); a log it
     fails on is never sent unmasked. ``api_key``: never sent inside a log (the encoded log
     is searched for it, and only a log that holds it is scrubbed and encoded again).
+    ``repaired``: called for each log sent with text that UTF-8 cannot hold (lone
+    surrogates) replaced by U+FFFD; such a log is kept, never dropped.
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class Builder:
         development: bool = False,
         log_body: bool = True,
         mask: Callable[[Log], Log] | None = None,
+        repaired: Callable[[], None] | None = None,
     ) -> None:
         self.redactor = redactor
+        self.repaired = repaired
         self.development = development
         self.log_body = log_body
         self.mask = mask
@@ -123,7 +128,10 @@ class Builder:
         late: list[bytes] = []
         log = self.log(capture, late)
         try:
-            data = dumps(log)
+            try:
+                data = dumps(log)
+            except UnicodeEncodeError:  # a lone surrogate (a JSON escape, a charset, an app's text)
+                data = dumps(self._repair(log))
             if self._key_json is not None and self._key_json in data:
                 fill_late(log, late)  # rare: the whole log is scrubbed, as any other
                 data = dumps(self.redactor.scrub(log))
@@ -132,6 +140,23 @@ class Builder:
         except (TypeError, ValueError, RecursionError) as exc:
             raise BuildError("encode_error", f"a log is not JSON-serializable ({exc}); mask hook?") from exc
         return data
+
+    def _repair(self, log: Log) -> Log:
+        """``log`` with every lone surrogate replaced by U+FFFD and its entry marked
+        (``_repaired``: how many strings); counted and warned about (rate-limited)."""
+        changed = repair(log)
+        try:
+            log["request"]["log"]["entries"][0]["_repaired"] = changed
+        except (KeyError, IndexError, TypeError):  # a mask hook reshaped the log
+            pass
+        if self.repaired is not None:
+            self.repaired()
+        warn_limited(
+            "repaired",
+            "readme_metrics: a log held text that is not valid Unicode (lone surrogates); "
+            "sent with each replaced by U+FFFD, its entry marked '_repaired' (stats()['repaired'] counts them)",
+        )
+        return log
 
     def encode_or_count(self, capture: Capture, count: Callable[[str], None]) -> bytes | None:
         """:meth:`encode`, or None: the failure counted (``count(reason)``) and warned

@@ -29,7 +29,9 @@ from urllib.parse import quote
 from readme_metrics._log import warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.build.bodies import body_fields
+from readme_metrics.build.headers import redact_headers
 from readme_metrics.build.redaction import Redactor, encode_pairs, mask
+from readme_metrics.build.secrets import trim_key_prefix
 from readme_metrics.capture import ANONYMOUS_GROUP, Capture, header_pairs, new_log_id
 
 CREATOR = {
@@ -109,7 +111,7 @@ class _Headers:
                 codings = value if codings is None else f"{codings}, {value}"
         self.content_type: str | None = content_type
         self.content_encoding: str | None = codings
-        self.items = items = redactor.headers(pairs)
+        self.items = items = redact_headers(redactor, pairs)
         self.location = ""
         for item in items:
             if len(item["name"]) == 8 and item["name"].lower() == "location":
@@ -117,17 +119,34 @@ class _Headers:
                 break
 
 
-def _url(capture: Capture, query: list[dict[str, str]] | None) -> str:
-    """The request URL; with ``query`` (redacted pairs), its query rebuilt from them."""
-    path = capture.path or "/"
+def _target(capture: Capture) -> tuple[str, str, str | None]:
+    """(path, query, fragment) of the request. A raw request target may carry a fragment
+    (``GET /x?a=1#token=S``), which a server may leave in the query string (raw, never
+    percent-decoded, so a ``#`` there can only be the fragment's): it is split off, so
+    that its pairs are judged as a fragment's, not hidden in a parameter's value. (A
+    path's ``#`` is not split: a decoded path holds one for ``%23``.)"""
+    path, query = capture.path or "/", capture.query
+    if "#" in query:
+        query, _, fragment = query.partition("#")
+        return path, query, fragment
+    return path, query, None
+
+
+def _url(capture: Capture, redactor: Redactor, target: tuple[str, str, str | None], query: list[dict[str, str]]) -> str:
+    """The request URL; with a list configured its query rebuilt from ``query`` (the
+    redacted pairs) and its fragment's pairs redacted."""
+    path, raw_query, fragment = target
     if not _PLAIN_PATH.fullmatch(path):
         path = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~%")
     url = f"{capture.scheme}://{capture.host}{path}"
-    if query is None:
-        if capture.query:
-            url += "?" + capture.query
+    if not raw_query:
+        pass
+    elif not redactor.query_may_change(raw_query):  # no list, or nothing listed can be in it
+        url += "?" + raw_query
     elif query:
         url += "?" + encode_pairs(query)
+    if fragment is not None:
+        url += redactor.fragment(fragment)
     return url
 
 
@@ -141,11 +160,10 @@ def build_entry(
     wait_ms = max(0.0, (first - start) * 1000)
     total_ms = max(0.0, (end - start) * 1000)
 
-    query = capture.query
-    query_items = redactor.pairs(redactor.query(query)) if query else []
-    # The URL carries the same query as queryString, after redaction (rebuilt from the
-    # redacted pairs only when redaction may have changed something).
-    url = _url(capture, query_items if query and redactor.query_may_change(query) else None)
+    target = _target(capture)
+    query_items = redactor.pairs(redactor.query(target[1])) if target[1] else []
+    # The URL carries the same query as queryString, after redaction.
+    url = _url(capture, redactor, target, query_items)
     sent = _Headers(capture.request_headers, redactor)
     answered = _Headers(capture.response_headers, redactor)
     request_body = capture.request_body
@@ -202,6 +220,8 @@ def build_entry(
     if capture.error:
         # The exception's message is free text: with a list configured only its type is sent.
         error = capture.error.partition(":")[0] if redactor.active else capture.error
+        if redactor.api_key is not None:  # the message is cut at 500 characters: maybe in the key
+            error = trim_key_prefix(error, redactor.api_key)
         entry["comment"] = f"the app raised {error}"
     elif not capture.completed:
         entry["comment"] = "incomplete: the client went away or the response was not finished"

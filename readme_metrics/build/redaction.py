@@ -7,7 +7,8 @@ Runs on the worker thread, while the HAR entry is built (see :mod:`readme_metric
 - ``denylist`` keys have their values replaced, whatever the value's type:
   ``"[REDACTED <length>]"`` for a string (the format of the existing SDKs),
   ``"[REDACTED]"`` for anything else (number, bool, null, object, array).
-- ``allowlist`` keeps only the listed keys, at every depth; the others are removed.
+- ``allowlist``: the values of keys not listed are replaced the same way (their keys are
+  kept, as readme-metrics 3.4.0 does), at every depth.
 - Keys match case-insensitively (Unicode case folding: ``PASSWORD``, ``Password`` and
   ``password`` are one key). When a key is in both lists the denylist wins.
 - The lists apply to request and response headers, query parameters (in ``queryString``
@@ -17,14 +18,19 @@ Runs on the worker thread, while the HAR entry is built (see :mod:`readme_metric
   depth.
 - Secure by default, lists or not: the values of ``Cookie`` and ``Set-Cookie`` are
   replaced unless ``send_cookies=True``; the ``Authorization`` and ``Proxy-Authorization``
-  values are sent as :func:`mask` of them (``sha512-<digest>?<last 4>``, the format of the
-  group id), so callers stay correlatable without the credential leaving.
+  values are sent as their scheme, a user name at most, and a keyed hash
+  (:class:`~readme_metrics.build.secrets.CredentialMask`), so callers stay correlatable
+  without any part of the credential leaving.
+- Parameter names are judged by every key they carry: ``user[password]``, ``password[]``
+  and ``a[b][password]`` (Rails, PHP, qs) by each bracketed key too.
 - The configured ReadMe API key never appears in a payload: any string of the log that
   contains it has it replaced (:meth:`Redactor.scrub`, applied by the delivery worker to
   a batch in which the key was found), binary bodies included.
 
 One decision rules every key, wherever it is (header, parameter, cookie, form field, JSON
-object member): :meth:`Redactor.value`.
+object member): :meth:`Redactor.value` (inlined in the JSON object hook, which runs for
+every member; :meth:`Redactor.param` for parameter names that are paths). Headers are in
+:mod:`readme_metrics.build.headers`.
 
 A :class:`Redactor` is built once per configuration (:meth:`Redactor.from_config`); every
 set it matches against is computed then. With no list configured it does only the cheap
@@ -37,10 +43,12 @@ import base64
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
+from readme_metrics.build.secrets import CredentialMask, repaired_text
 from readme_metrics.config import DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
@@ -48,16 +56,6 @@ if TYPE_CHECKING:
 
 #: Replacement of a denylisted value that is not a string (and of a secret header).
 REDACTED = "[REDACTED]"
-
-#: Headers whose values are never sent unless ``send_cookies=True``.
-COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
-#: Headers whose value is sent masked (hash plus last four characters), always.
-MASKED_HEADERS = frozenset({"authorization", "proxy-authorization"})
-#: Headers that carry a URL whose query is redacted like the request's own.
-URL_HEADERS = frozenset({"location", "referer", "content-location"})
-
-#: Headers a default rule applies to.
-_RULED_HEADERS = COOKIE_HEADERS | MASKED_HEADERS | URL_HEADERS
 
 #: An API key shorter than this is not scrubbed from every string (it would match too
 #: much to mean anything: real ReadMe keys are far longer).
@@ -82,22 +80,27 @@ def looks_json(text: str | bytes) -> bool:
     return text.lstrip(_JSON_LEAD)[:1] in ("{", "[")
 
 
+#: ``[REDACTED <n>]`` made once for the usual lengths (an allowlist replaces many values).
+_BY_LENGTH = tuple(f"[REDACTED {n}]" for n in range(256))
+
+
 def redacted(value: Any) -> str:
     """The replacement text of a denylisted value."""
     if isinstance(value, str):
-        return f"[REDACTED {len(value)}]"
+        n = len(value)
+        return _BY_LENGTH[n] if n < 256 else f"[REDACTED {n}]"
     return REDACTED
 
 
 @functools.lru_cache(maxsize=1024)  # the same callers' keys come again and again
 def mask(secret: str) -> str:
     """``sha512-<base64 digest>?<last 4>``: correlatable, never the secret itself."""
-    digest = base64.b64encode(hashlib.sha512(secret.encode("utf-8")).digest()).decode("ascii")
+    digest = base64.b64encode(hashlib.sha512(secret.encode("utf-8", "surrogatepass")).digest()).decode("ascii")
     return f"sha512-{digest}?{secret[-4:]}"
 
 
-#: What :meth:`Redactor.value` returns for a key the allowlist removes.
-DROP = object()
+#: What separates the keys of a parameter name that is a path (``a[b][c]``, ``p[]``).
+_BRACKETS = re.compile(r"[\[\]]+")
 
 
 class Redactor:
@@ -107,7 +110,17 @@ class Redactor:
     :mod:`readme_metrics.build.bodies`); ``api_key`` is the key to scrub from every payload.
     """
 
-    __slots__ = ("_hook", "active", "allow", "api_key", "deny", "max_body_bytes", "send_cookies")
+    __slots__ = (
+        "_hook",
+        "active",
+        "allow",
+        "api_key",
+        "credential",
+        "deny",
+        "key_bytes",
+        "max_body_bytes",
+        "send_cookies",
+    )
 
     def __init__(
         self,
@@ -124,6 +137,10 @@ class Redactor:
         self.active = bool(self.deny or self.allow)
         self.send_cookies = send_cookies
         self.api_key = api_key if api_key and len(api_key) >= MIN_SCRUB_LENGTH else None
+        #: The API key's UTF-8 bytes (a body cut inside it loses the prefix, see bodies).
+        self.key_bytes = self.api_key.encode("utf-8", "surrogatepass") if self.api_key else None
+        #: What an ``Authorization`` value becomes (its hash keyed from the API key).
+        self.credential = CredentialMask(api_key)
         self.max_body_bytes = max_body_bytes
         self._hook = _object_hook(self)
 
@@ -140,17 +157,40 @@ class Redactor:
     # -- one key ---------------------------------------------------------------------
 
     def value(self, key: str, value: Any) -> Any:
-        """``value`` as the lists want it for ``key``: itself (the same object), its
-        replacement (:func:`redacted`), or ``DROP`` (the allowlist removes it).
+        """``value`` as the lists want it for ``key``: itself (the same object) or its
+        replacement (:func:`redacted`: a denylisted key, or a key the allowlist does not
+        list, which is kept with its value replaced).
 
         The only place the lists are applied: callers tell "kept" by identity
         (``new is value``). The denylist wins over the allowlist.
         """
         k = key.casefold()
-        if k in self.deny:
+        if k in self.deny or (self.allow and k not in self.allow):
             return redacted(value)
-        if self.allow and k not in self.allow:
-            return DROP
+        return value
+
+    def param(self, name: str, value: Any) -> Any:
+        """:meth:`value` for a parameter (query, form field, multipart field, cookie) whose
+        name may be a path, as Rails, PHP and qs read ``user[password]``, ``password[]``,
+        ``a[b][password]``: denylisted if any of its keys is; with an allowlist, kept only
+        when the whole name, or each of its keys, is listed."""
+        if "[" not in name:
+            return self.value(name, value)
+        k = name.casefold()
+        keys = [key.casefold() for key in _BRACKETS.split(name) if key]
+        if k in self.deny or not self.deny.isdisjoint(keys):
+            return redacted(value)
+        if self.allow and k not in self.allow and not self.allow.issuperset(keys):
+            return redacted(value)
+        return value
+
+    def names_value(self, names: list[str], value: Any) -> Any:
+        """:meth:`param` for a value an app may read under any of ``names``: replaced if
+        any name would have it replaced."""
+        for name in names:
+            new = self.param(name, value)
+            if new is not value:
+                return new
         return value
 
     # -- name/value pairs ------------------------------------------------------------
@@ -161,9 +201,7 @@ class Redactor:
             return [{"name": name, "value": value} for name, value in pairs]
         out = []
         for name, value in pairs:
-            new = self.value(name, value)
-            if new is DROP:
-                continue
+            new = self.param(name, value)
             if new is value and looks_json(value):
                 # A JSON document in a parameter is redacted at every depth too.
                 doc = self.json_text(value)
@@ -172,15 +210,16 @@ class Redactor:
             out.append({"name": name, "value": new})
         return out
 
-    def query(self, query: str) -> list[tuple[str, str]]:
-        """A query string (or url-encoded form) as name/value pairs, blank values kept.
+    def query(self, query: str, encoding: str = "utf-8") -> list[tuple[str, str]]:
+        """A query string (or url-encoded form) as name/value pairs, blank values kept
+        (``encoding``: of the percent escapes).
 
         When a list is configured ``;`` separates pairs too (some servers read it so): a
         denylisted name hidden behind a ``;`` is still found.
         """
         if self.active and ";" in query:
             query = query.replace(";", "&")
-        return parse_qsl(query, keep_blank_values=True)
+        return parse_qsl(query, keep_blank_values=True, encoding=encoding, errors="replace")
 
     def url(self, url: str) -> str:
         """A URL with its query and fragment redacted (each rebuilt from redacted pairs).
@@ -200,79 +239,16 @@ class Redactor:
             if items:
                 new += "?" + encode_pairs(items)
         if hash_sep:
-            if "=" not in fragment:
-                new += "#" + fragment
-            else:
-                items = self.pairs(self.query(fragment.replace("?", "&")))
-                if items:
-                    new += "#" + encode_pairs(items)
+            new += self.fragment(fragment)
         return new
 
-    # -- headers ---------------------------------------------------------------------
-
-    def headers(self, headers: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
-        """Request or response headers as HAR ``{name, value}``: lists, then default rules."""
-        if not self.active:
-            return self._default_headers(headers)
-        out = []
-        deny, allow = self.deny, self.allow
-        for name, value in headers:
-            k = name.casefold()
-            if k in deny:  # the replacement, whatever the header (the denylist wins)
-                out.append({"name": name, "value": redacted(value)})
-                continue
-            if allow and k not in allow:
-                continue
-            if k in _RULED_HEADERS:
-                if k in URL_HEADERS:
-                    value = self.url(value)
-                elif k in COOKIE_HEADERS:
-                    if not self.send_cookies:
-                        value = redacted(value)
-                    else:
-                        value = self._cookies(value, set_cookie=k == "set-cookie")
-                        if not value:
-                            continue
-                else:
-                    value = mask(value)
-            out.append({"name": name, "value": value})
-        return out
-
-    def _default_headers(self, headers: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
-        """:meth:`headers` with no list configured: the default rules only. The names they
-        apply to are 6 to 19 characters long, so most names need no case folding."""
-        out = []
-        send_cookies = self.send_cookies
-        for name, value in headers:
-            if 6 <= len(name) <= 19:
-                k = name.casefold()
-                if k in COOKIE_HEADERS:
-                    if not send_cookies:
-                        value = redacted(value)
-                elif k in MASKED_HEADERS:
-                    value = mask(value)
-            out.append({"name": name, "value": value})
-        return out
-
-    def _cookies(self, value: str, *, set_cookie: bool) -> str:
-        """A ``Cookie`` (or ``Set-Cookie``) value with each cookie judged by its name."""
-        if set_cookie:
-            # name=value; Attr; Attr=x — only the first pair is the cookie.
-            first, sep, attributes = value.partition(";")
-            name, eq, val = first.partition("=")
-            new = self.value(name.strip(), val)
-            if new is DROP:
-                return ""
-            return f"{name}{eq if new is val else '='}{new}{sep}{attributes}"
-        kept = []
-        for part in value.split(";"):
-            name, eq, val = part.partition("=")
-            new = self.value(name.strip(), val)
-            if new is val:
-                kept.append(part)
-            elif new is not DROP:
-                kept.append(f"{name}={new}")  # "token" alone: "token=[REDACTED 0]"
-        return ";".join(kept)
+    def fragment(self, fragment: str) -> str:
+        """``#`` and a URL's fragment, its ``name=value`` pairs redacted (``""`` when
+        none is left); kept as written when it holds no ``=`` or no list is configured."""
+        if not self.active or "=" not in fragment:
+            return "#" + fragment
+        items = self.pairs(self.query(fragment.replace("?", "&")))
+        return "#" + encode_pairs(items) if items else ""
 
     # -- JSON ------------------------------------------------------------------------
 
@@ -294,7 +270,11 @@ class Redactor:
         written, not parsed at all: there is nothing in it to redact, whether it parses or
         not.
         ``body``: the document is a whole body, so with an allowlist the values that sit
-        under no key at all (scalars of a top-level array) are removed too.
+        under no key at all (scalars of a top-level array) are replaced too.
+
+        A string value that is itself a JSON text (``"{\\"password\\": ...}"``) is judged
+        by the keys it carries, at every depth (such a string needs a backslash escape, so
+        only texts holding one are searched).
         """
         if isinstance(text, str) and text[:1] == "\ufeff":
             text = text[1:]  # json.loads refuses a BOM in a str (not in bytes)
@@ -304,9 +284,25 @@ class Redactor:
             doc = self.loads(text)
         except (ValueError, RecursionError):
             return None
+        if "\\" in text if isinstance(text, str) else b"\\" in text:
+            doc = self._inner_json(doc)
         if body and self.allow:
             doc = _keyed_only(doc)
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+    def _inner_json(self, doc: Any) -> Any:
+        """``doc`` with each string that is a JSON text replaced by its redacted text."""
+
+        def inner(text: str) -> str | None:
+            if not looks_json(text):
+                return None
+            new = self.json_text(text)
+            return new if new is not None and new != text else None
+
+        if isinstance(doc, str):
+            return inner(doc) or doc
+        replace_strings(doc, inner)
+        return doc
 
     def may_match(self, text: str) -> bool:
         """False only when a JSON text provably holds no denylisted key.
@@ -352,17 +348,22 @@ class Redactor:
 
 
 def _object_hook(redactor: Redactor) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The ``object_hook`` that applies ``redactor``'s lists to each parsed JSON object."""
-    deny, allow, fold, value = redactor.deny, redactor.allow, str.casefold, redactor.value
+    """The ``object_hook`` that applies ``redactor``'s lists to each parsed JSON object
+    (:meth:`Redactor.value`, inlined: it runs for every member of every object)."""
+    deny, allow, fold = redactor.deny, redactor.allow, str.casefold
 
     def hook(obj: dict[str, Any]) -> dict[str, Any]:
-        if not allow and deny.isdisjoint(map(fold, obj)):
-            return obj  # no member can be touched
+        if not allow:
+            if deny.isdisjoint(map(fold, obj)):
+                return obj  # no member can be touched
+            return {k: redacted(v) if fold(k) in deny else v for k, v in obj.items()}
         out = {}
         for k, v in obj.items():
-            new = value(k, v)
-            if new is not DROP:
-                out[k] = new
+            f = fold(k)
+            if f in deny or f not in allow:
+                out[k] = (_BY_LENGTH[len(v)] if len(v) < 256 else redacted(v)) if type(v) is str else REDACTED
+            else:
+                out[k] = v
         return out
 
     return hook
@@ -385,13 +386,19 @@ def replace_strings(value: Any, new: Callable[[str], str | None]) -> None:
 
 
 def _keyed_only(doc: Any) -> Any:
-    """A body's top-level arrays (nested arrays too) without their scalars: the allowlist
-    keeps only values reached through listed keys, and these have no key at all."""
+    """A body's top-level arrays (nested arrays too) with their scalars replaced: the
+    allowlist keeps only values reached through listed keys, and these have no key."""
     if isinstance(doc, list):
-        return [_keyed_only(item) for item in doc if isinstance(item, (dict, list))]
+        return [_keyed_only(item) if isinstance(item, (dict, list)) else redacted(item) for item in doc]
     return doc
 
 
 def encode_pairs(items: Iterable[dict[str, str]]) -> str:
-    """HAR ``{name, value}`` items as a query string."""
-    return "&".join(f"{quote(i['name'], safe='')}={quote(i['value'], safe='')}" for i in items)
+    """HAR ``{name, value}`` items as a query string (a lone surrogate, which UTF-8
+    cannot hold, as the escapes of U+FFFD: the log's repair shows it so)."""
+    try:
+        return "&".join(f"{quote(i['name'], safe='')}={quote(i['value'], safe='')}" for i in items)
+    except UnicodeEncodeError:
+        return "&".join(
+            f"{quote(repaired_text(i['name']), safe='')}={quote(repaired_text(i['value']), safe='')}" for i in items
+        )

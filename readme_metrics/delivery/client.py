@@ -55,11 +55,13 @@ class Client:
 
     def __init__(self, config: MetricsApiConfig, exporter: Exporter | None = None) -> None:
         self.config = config
+        self.counters = Stats()
         self.builder = Builder(
             Redactor.from_config(config),
             development=config.development_mode,
             log_body=config.log_body,
             mask=config.mask,
+            repaired=self.counters.repair,
         )
         exporters = [exporter] if exporter is not None else exporters_of(config)
         first = exporters[0]
@@ -71,7 +73,6 @@ class Client:
         )
         #: With several exporters, one outbox each (see :mod:`~readme_metrics.delivery.fanout`).
         self.fanout: Fanout | None = Fanout(exporters, config) if len(exporters) > 1 else None
-        self.counters = Stats()
         self.queue: BatchQueue[Capture, bytes] = BatchQueue(
             self._send,
             self._encode,
@@ -268,7 +269,7 @@ class Client:
 
 
 #: Top-level fields of ``stats()`` that are the client's own, whatever the exporters.
-_OWN_FIELDS = frozenset({"dropped", "queued", "waiting", "queue_bytes"})
+_OWN_FIELDS = frozenset({"dropped", "queued", "waiting", "queue_bytes", "repaired"})
 
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()

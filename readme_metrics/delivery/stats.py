@@ -28,6 +28,7 @@ class Stats:
         self.batches_sent = 0
         self.batches_failed = 0
         self.retried = 0
+        self.repaired = 0
         self.bytes_sent = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         self.last_error: str | None = None
@@ -50,6 +51,11 @@ class Stats:
             self.last_error = message
             self.last_error_time = time.time()
 
+    def repair(self) -> None:
+        """A log kept, with text UTF-8 cannot hold replaced (see the builder)."""
+        with self._lock:
+            self.repaired += 1
+
     def drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
             self.dropped[reason] += count
@@ -69,6 +75,7 @@ class Stats:
                 "batches_sent": self.batches_sent,
                 "batches_failed": self.batches_failed,
                 "retried": self.retried,
+                "repaired": self.repaired,
                 "bytes_sent": self.bytes_sent,
                 "dropped": dict(self.dropped),
                 "last_error": self.last_error,
