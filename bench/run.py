@@ -39,6 +39,7 @@ wrapped servers under load instead (tools in ``bench/.venvs/tools``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime
 import json
@@ -51,6 +52,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -845,6 +847,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also run this repository's SDK with these MetricsApiConfig options (a JSON object,"
         " e.g. '{\"log_body\": false}') as variant ours@NAME, in the throughput and streaming parts (repeatable)",
     )
+    p.add_argument(
+        "--destinations",
+        action="store_true",
+        help="also run this repository's SDK exporting to a JSON-lines file (ours@jsonl) and over"
+        " OTLP/HTTP JSON to the sink (ours@otlp), in the same rounds: the cost of each destination",
+    )
     p.add_argument("--only", default="throughput,streaming,delivery", help="parts to run")
     p.add_argument("--ttfb-tries", type=int, default=5)
     p.add_argument("--no-rss", action="store_true", help="skip the 100 MB peak-RSS measure")
@@ -878,6 +886,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--config {item}: give NAME=JSON (a JSON object of MetricsApiConfig options), NAME new")
         CONFIGS[name] = options
         args.variants.append(f"ours@{name}")
+    if args.destinations:
+        where = tempfile.mkdtemp(prefix="readme-metrics-bench-")  # the files go when the run ends
+        atexit.register(shutil.rmtree, where, True)
+        for name, spec in (("jsonl", f"jsonl:{where}/{{pid}}.jsonl"), ("otlp", "otlp:{sink}")):
+            CONFIGS[name] = json.dumps({"exporters_env": spec})
+            args.variants.append(f"ours@{name}")
     if args.sdk_path:
         args.sdk_path = str(Path(args.sdk_path).resolve())
         if not (Path(args.sdk_path) / "readme_metrics" / "__init__.py").exists():

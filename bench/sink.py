@@ -41,6 +41,8 @@ def _count_events(path: bytes, body: bytes) -> int:
     """Events in a batch, by a cheap marker count (no JSON parsing on the hot path)."""
     if b"startedDateTime" in body:  # a HAR log per event (ReadMe)
         return body.count(b'"startedDateTime"')
+    if path.startswith(b"/v1/logs"):  # OTLP/JSON: one log record per event
+        return body.count(b'"timeUnixNano"')
     if path.startswith(b"/v1/events"):  # Moesif: one "request" object per event
         n = body.count(b'"request":') + body.count(b'"request" :')
         return n or 1

@@ -184,8 +184,8 @@ def test_every_field_arrives_and_redaction_holds(receiver: Receiver, protocol: s
     assert upload.severity_text == "INFO" and upload.severity_number == 9
     assert abs(upload.time_unix_nano / 1e9 - time.time()) < 30 and upload.observed_time_unix_nano > 0
     assert upload.trace_id.hex() == TRACE_ID and upload.span_id.hex() == SPAN_ID and upload.flags == 1
-    # The body is the whole HAR entry, redacted.
-    body = python(upload.body)
+    # The body is the whole HAR entry, redacted, as JSON text.
+    body = json.loads(python(upload.body))
     assert body["request"]["method"] == "POST" and body["response"]["status"] == 200
     assert json.loads(body["request"]["postData"]["text"]) == {"password": "[REDACTED 7]", "n": 1}
     assert {"name": "X-Secret", "value": "[REDACTED 6]"} in body["request"]["headers"]

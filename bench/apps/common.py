@@ -10,6 +10,7 @@ own key, so the sink can tell who delivered what.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -63,6 +64,12 @@ def our_config() -> Any:
         if os.environ.get(env):
             extra[name] = kind(os.environ[env])
     extra.update(json.loads(os.environ.get("BENCH_CONFIG") or "{}"))  # bench/run.py --config NAME=JSON
+    destinations = extra.pop("exporters_env", None)  # bench/run.py --destinations
+    if destinations:
+        token = base64.b64encode(f"{KEYS['ours']}:".encode()).decode()
+        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = f"Authorization=Basic%20{token}"  # the sink counts by key
+        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/json"
+        os.environ["README_METRICS_EXPORTERS"] = destinations.format(sink=SINK, pid=os.getpid())
     return MetricsApiConfig(KEYS["ours"], group, base_log_url=DOCS, metrics_server=SINK, **extra)
 
 
