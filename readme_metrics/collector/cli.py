@@ -7,23 +7,30 @@
     readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3]
                          [--api-key KEY ...] [--max-age-days 30] [--max-rows 100000]
                          [--max-batch-mb 64] [--max-batch-values 1000000] [--max-batch-depth 64]
-                         [--max-concurrent-ingests 4] [--prune-interval 60] [--public-url URL] [-v]
+                         [--max-concurrent-ingests 4] [--prune-interval 60] [--public-url URL]
+                         [--workers 1] [--token TOKEN] [--basic-auth USER:PASSWORD] [-v]
 
 With no ``--api-key`` the collector accepts any non-empty API key (it is a local tool);
 give one or more to accept only those. ``--port 0`` picks a free port. The command writes
 the dashboard URL and the ``README_METRICS_SERVER`` value to use on standard output, then
-serves until Ctrl-C or SIGTERM (batches being stored are finished first).
+serves until Ctrl-C or SIGTERM (batches being stored are finished first). ``--workers N``
+runs N uvicorn worker processes on the one socket (``/metrics`` counts them all, through
+a temporary ``PROMETHEUS_MULTIPROC_DIR``). Off loopback, ``--token`` or ``--basic-auth``
+(or ``README_METRICS_TOKEN`` / ``README_METRICS_BASIC_AUTH``) is required.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
-import signal
+import os
+import shutil
+import socket
 import sys
-import threading
+import tempfile
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 from readme_metrics._version import __version__
 from readme_metrics.collector.importer import import_files
@@ -33,11 +40,11 @@ from readme_metrics.collector.ingest import (
     DEFAULT_MAX_BATCH_VALUES,
     DEFAULT_MAX_CONCURRENT_INGESTS,
 )
-from readme_metrics.collector.server import Collector
+from readme_metrics.collector.settings import DEFAULT_DB, DEFAULT_MAX_ROUTES, Settings, open_store
 from readme_metrics.collector.storage import Storage
 
 DEFAULT_PORT = 8787
-DEFAULT_DB = "readme-metrics.sqlite3"
+EXTRA_NEEDED = 'readme-metrics serve needs the collector extra: pip install "readme-metrics[collector]" ({})\n'
 
 
 def _non_negative_float(text: str) -> float:
@@ -136,6 +143,27 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between retention passes (default 60; 0 = after every batch)",
     )
     serve.add_argument("--public-url", help="the URL clients reach the collector at (for documentation links)")
+    serve.add_argument(
+        "--workers", type=_positive_int, default=1, help="uvicorn worker processes serving the port (default 1)"
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("README_METRICS_TOKEN") or None,
+        help="bearer token for the dashboard, its API and /metrics (default $README_METRICS_TOKEN); "
+        "needed off loopback unless --basic-auth",
+    )
+    serve.add_argument(
+        "--basic-auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("README_METRICS_BASIC_AUTH") or None,
+        help="HTTP basic credentials for the same routes (default $README_METRICS_BASIC_AUTH)",
+    )
+    serve.add_argument(
+        "--max-routes",
+        type=_positive_int,
+        default=DEFAULT_MAX_ROUTES,
+        help=f"distinct routes labelled in /metrics, per process; more count as 'other' (default {DEFAULT_MAX_ROUTES})",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     load = commands.add_parser(
         "import",
@@ -164,56 +192,100 @@ def import_command(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def settings_of(args: argparse.Namespace) -> Settings:
+    return Settings(
+        db=args.db,
+        host=args.host,
+        api_keys=tuple(args.api_key),
+        token=args.token,
+        basic_auth=args.basic_auth,
+        max_age_days=args.max_age_days,
+        max_rows=args.max_rows,
+        max_batch_mb=args.max_batch_mb,
+        max_batch_values=args.max_batch_values,
+        max_batch_depth=args.max_batch_depth,
+        max_concurrent_ingests=args.max_concurrent_ingests,
+        prune_interval=args.prune_interval,
+        public_url=args.public_url,
+        max_routes=args.max_routes,
+    )
+
+
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    storage = Storage(
-        args.db,
-        max_age_days=args.max_age_days,
-        max_rows=args.max_rows,
-        prune_interval=args.prune_interval,
-    )
     try:
-        collector = Collector(
-            storage,
-            args.host,
-            args.port,
-            api_keys=args.api_key,
-            max_batch_bytes=max(1, int(args.max_batch_mb * 1024 * 1024)),
-            max_batch_values=args.max_batch_values,
-            max_batch_depth=args.max_batch_depth,
-            max_concurrent_ingests=args.max_concurrent_ingests,
-            public_url=args.public_url,
-        )
+        from readme_metrics.collector.access import check_bind
+        from readme_metrics.collector.app import create_app
+        from readme_metrics.collector.server import StoppingServer, bind, url_of, uvicorn_config
+    except ImportError as exc:
+        sys.stderr.write(EXTRA_NEEDED.format(exc))
+        return 1
+    try:
+        settings = settings_of(args)
+        check_bind(settings.host, settings.credentials)
+    except ValueError as exc:
+        sys.stderr.write(f"readme-metrics: {exc}\n")
+        return 2
+    try:
+        sock = bind(args.host, args.port)
     except OSError as exc:
-        storage.close()
         sys.stderr.write(f"readme-metrics: cannot listen on {args.host}:{args.port}: {exc}\n")
         return 1
-    keys = f"{len(args.api_key)} API key(s)" if args.api_key else "any API key (use --api-key to restrict)"
+    url = url_of(sock)
+    metrics_dir = None
+    try:
+        if args.workers == 1:
+            app = create_app(settings)
+            count = app.state.service.storage.count()
+            config = uvicorn_config(app, access_log=args.verbose)
+        else:
+            # The workers are new processes: they read the settings from the environment, and
+            # count /metrics in files of one directory (prometheus_client's multiprocess mode).
+            metrics_dir = tempfile.mkdtemp(prefix="readme-metrics-prometheus-")
+            os.environ.update(settings.to_env(), PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+            storage = open_store(settings)  # creates the database before the workers race to
+            count = storage.count()
+            storage.close()
+            config = uvicorn_config("readme_metrics.collector.app:app", workers=args.workers, access_log=args.verbose)
+        _banner(settings, url, count, args.workers)
+        if args.workers == 1:
+            StoppingServer(config).run(sockets=[sock])
+        else:
+            _run_workers(config, sock)
+    finally:
+        sock.close()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.stdout.write("readme-metrics collector stopped\n")
+    return 0
+
+
+def _banner(settings: Settings, url: str, count: int, workers: int) -> None:
+    keys = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "any API key (use --api-key to restrict)"
+    access = "open on loopback" if not settings.credentials else "needs the token or basic credentials off loopback"
     sys.stdout.write(
         f"readme-metrics collector {__version__}\n"
-        f"  storing logs in {Path(args.db).resolve()} ({storage.count()} logs so far)\n"
+        f"  storing logs in {Path(settings.db).resolve()} ({count} logs so far)\n"
         f"  accepting {keys}\n"
-        f"  point the SDK at it:  README_METRICS_SERVER={collector.url}\n"
-        f"  dashboard:  {collector.url}/\n"
+        f"  dashboard and /metrics: {access}; {workers} worker process(es)\n"
+        f"  point the SDK at it:  README_METRICS_SERVER={url}\n"
+        f"  dashboard:  {url}/\n"
     )
     sys.stdout.flush()
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever() to return: call it from another thread.
-        threading.Thread(target=collector.httpd.shutdown, daemon=True).start()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        collector.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        collector.stop()
-    sys.stdout.write("readme-metrics collector stopped\n")
-    return 0
+def _run_workers(config: Any, sock: socket.socket) -> None:
+    """uvicorn's process supervisor over our socket (its signature changed in uvicorn 0.30)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    if "target" in inspect.signature(Multiprocess).parameters:
+        server = uvicorn.Server(config)
+        Multiprocess(config, target=server.run, sockets=[sock]).run()  # type: ignore[call-arg]
+    else:
+        Multiprocess(config, sockets=[sock]).run()
 
 
 def main(argv: list[str] | None = None) -> int:
