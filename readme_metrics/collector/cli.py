@@ -243,8 +243,10 @@ def serve(args: argparse.Namespace) -> int:
         else:
             # The workers are new processes: they read the settings from the environment, and
             # count /metrics in files of one directory (prometheus_client's multiprocess mode).
-            metrics_dir = tempfile.mkdtemp(prefix="readme-metrics-prometheus-")
-            os.environ.update(settings.to_env(), PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+            # An empty PROMETHEUS_MULTIPROC_DIR of the caller's is used (and left); else a new one.
+            given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+            metrics_dir = None if given else tempfile.mkdtemp(prefix="readme-metrics-prometheus-")
+            os.environ.update(settings.to_env(), PROMETHEUS_MULTIPROC_DIR=given or metrics_dir or "")
             storage = open_store(settings)  # creates the database before the workers race to
             count = storage.count()
             storage.close()
