@@ -54,7 +54,8 @@ def ensure_env() -> None:
 def ensure_system_packages(commands: dict[str, list[str]]) -> None:
     """Install missing Debian packages (``{command: [packages]}``) with apt-get when root.
 
-    The dashboard test drives a real headless Chromium; the benchmark needs wrk. On a
+    The dashboard test drives a real headless Chromium, the collector's Prometheus test a
+    real Prometheus server; the benchmark needs wrk. On a
     machine where they cannot be installed, the tests that need them fail and say why.
     """
     missing = sorted({pkg for cmd, pkgs in commands.items() if shutil.which(cmd) is None for pkg in pkgs})
@@ -87,7 +88,9 @@ def main(argv: list[str]) -> int:
         if command == "lint":
             lint()
         elif command == "test":
-            ensure_system_packages({"chromium": ["chromium"], "chromedriver": ["chromium-driver"]})
+            ensure_system_packages(
+                {"chromium": ["chromium"], "chromedriver": ["chromium-driver"], "prometheus": ["prometheus"]}
+            )
             lint()
             run(PY, "-m", "pytest", *rest)
         elif command == "demo":
