@@ -58,6 +58,7 @@ def create_app(
         max_concurrent_ingests=settings.max_concurrent_ingests,
         public_url=settings.public_url,
         refusal_log_every=refusal_log_every,
+        body_timeout=settings.body_timeout,
         on_stored=metrics.stored_batch,
         on_refused=metrics.refused,
     )

@@ -13,6 +13,7 @@ Blocking work (parsing, SQLite) runs in Starlette's thread pool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ from readme_metrics.collector.storage import Filters
 _CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 _BODY_READ = "readme_metrics.body_read"
 _EXPORT_BYTES = 16 * 1024 * 1024
+#: Seconds a request body may stall before the connection is closed (408).
+BODY_IDLE_TIMEOUT = 120.0
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -57,16 +60,24 @@ def json_answer(status: int, value: Any, headers: dict[str, str] | None = None) 
     return answer(status, body, "application/json; charset=utf-8", headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, idle_timeout: float = BODY_IDLE_TIMEOUT) -> bytes:
     """The body, at most ``limit`` bytes (413 beyond; the rest of a body up to twice that is
-    read and dropped so that the client gets the answer, a larger one closes the connection)."""
+    read and dropped so that the client gets the answer, a larger one closes the connection).
+    A body that stalls for ``idle_timeout`` seconds gets 408 and the connection closes."""
     length_text = request.headers.get("content-length", "")
     length = int(length_text) if length_text.isdigit() else None  # the server checked the framing
     if length is not None and length > 2 * limit:
         raise HttpError(413, f"the body is larger than {limit} bytes", close=True)
     out = bytearray()
     over = False
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise HttpError(408, f"no body bytes for {idle_timeout:g} s", close=True) from None
         if over:
             continue
         if len(out) + len(chunk) > limit:
@@ -140,7 +151,7 @@ class Routes:
         s.check_key(request.headers.get("authorization"))
         s.begin_ingest()  # before the body is read: stop() waits for this batch
         try:
-            body = await read_body(request, s.limits.max_bytes)
+            body = await read_body(request, s.limits.max_bytes, s.body_timeout)
             result = await run_in_threadpool(s.ingest, body, request.headers.get("content-encoding") or "")
         finally:
             s.end_ingest()
@@ -192,7 +203,7 @@ class Routes:
         filters = Filters()
         if request.method == "POST":
             limits = BatchLimits(_EXPORT_BYTES, self.service.limits.max_values, self.service.limits.max_depth)
-            body = await read_body(request, limits.max_bytes) or b"{}"
+            body = await read_body(request, limits.max_bytes, self.service.body_timeout) or b"{}"
             encoding = request.headers.get("content-encoding") or ""
             parsed = await run_in_threadpool(decode_json_body, body, encoding, limits)
             ids, filters = export_request(parsed)

@@ -156,6 +156,7 @@ class Collector:
         token: str | None = None,
         basic_auth: str | None = None,
         max_routes: int = DEFAULT_MAX_ROUTES,
+        body_timeout: float = 120.0,
     ) -> None:
         settings = Settings(
             host=host,
@@ -168,6 +169,7 @@ class Collector:
             max_concurrent_ingests=max_concurrent_ingests,
             public_url=public_url,
             max_routes=max_routes,
+            body_timeout=body_timeout,
         )
         self.storage = storage
         self.app = create_app(settings, storage=storage, refusal_log_every=refusal_log_every)

@@ -46,6 +46,7 @@ class Service:
         max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
         public_url: str | None = None,
         refusal_log_every: float = 60.0,
+        body_timeout: float = 120.0,
         on_stored: Callable[[Sequence[Record], int], None] | None = None,
         on_refused: Callable[[int], None] | None = None,
     ) -> None:
@@ -55,6 +56,7 @@ class Service:
         self.max_concurrent_ingests = max_concurrent_ingests
         self.public_url = public_url.rstrip("/") if public_url else None
         self.refusal_log_every = refusal_log_every  # seconds between two warnings of one kind
+        self.body_timeout = body_timeout  # seconds a body may stall (then 408, closed)
         self.on_stored = on_stored  # the Prometheus counters: (batch, logs new to the store)
         self.on_refused = on_refused  # ... and with the status of each refused one
         self._active = 0  # ingests whose body is being read or stored (under _active_cond)

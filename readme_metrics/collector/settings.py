@@ -44,6 +44,7 @@ class Settings:
     prune_interval: float = 60.0
     public_url: str | None = None
     max_routes: int = DEFAULT_MAX_ROUTES
+    body_timeout: float = 120.0  # seconds a request body may stall
 
     @property
     def credentials(self) -> Credentials:
