@@ -25,6 +25,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from readme_metrics._version import __version__
 from readme_metrics.collector.app import create_app
 from readme_metrics.collector.ingest import (
     DEFAULT_MAX_BATCH_BYTES,
@@ -129,6 +130,8 @@ def uvicorn_config(app: Any, **options: Any) -> uvicorn.Config:
         log_config=None,
         access_log=options.pop("access_log", False),
         timeout_keep_alive=options.pop("timeout_keep_alive", 120),
+        server_header=False,
+        headers=[("Server", f"readme-metrics-collector/{__version__}")],
         **options,
     )
 
