@@ -42,13 +42,12 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def split_endpoint(record: Record) -> tuple[str, str]:
-    """(route, method) of a record: its ``endpoint`` ("GET /items/{id}") without the method."""
-    method = record.method.upper() if record.method.upper() in _METHODS else "other"
-    endpoint = record.endpoint
+def split_endpoint(endpoint: str, method: str) -> tuple[str, str]:
+    """(route, method) of a record's ``endpoint`` ("GET /items/{id}") and ``method``."""
+    upper = method.upper()
     head, _, rest = endpoint.partition(" ")
-    route = rest if rest and head.upper() == record.method.upper() else endpoint
-    return route[:200], method
+    route = rest if rest and head.upper() == upper else endpoint
+    return route[:200], upper if upper in _METHODS else "other"
 
 
 def status_class(status: int) -> str:
@@ -107,14 +106,15 @@ class Metrics:
             MultiProcessCollector(self.registry, self.multiprocess)  # type: ignore[no-untyped-call]
         self.registry.register(self._size)
 
-    def _route(self, route: str) -> str:
+    def _route(self, route: str, logs: int) -> str:
+        """``route``, or "other" once ``max_routes`` others are labelled (``logs`` counted)."""
         with self._lock:
             if route in self._routes:
                 return route
             if len(self._routes) < self.max_routes:
                 self._routes.add(route)
                 return route
-        self.overflow.inc()
+        self.overflow.inc(logs)
         return "other"
 
     def stored_batch(self, records: Sequence[Record], stored: int) -> None:
@@ -124,15 +124,19 @@ class Metrics:
         self.stored.inc(stored)
         if not stored:  # a batch retried after its answer was lost: counted already
             return
-        weights: dict[tuple[str, str, str], float] = {}
+        # Grouped first: a batch holds few distinct endpoints, and a label lookup costs.
+        groups: dict[tuple[str, str, int], tuple[list[float], list[float]]] = {}
         for record in records:
-            route, method = split_endpoint(record)
-            route = self._route(route)
-            key = (route, method, status_class(record.status))
-            weights[key] = weights.get(key, 0.0) + weight_of(record)
-            self.duration.labels(route).observe(max(record.duration_ms, 0.0) / 1000)
-        for labels, weight in weights.items():
-            self.requests.labels(*labels).inc(weight)
+            weights, durations = groups.setdefault((record.endpoint, record.method, record.status), ([], []))
+            weights.append(weight_of(record))
+            durations.append(max(record.duration_ms, 0.0) / 1000)
+        for (endpoint, method_text, status), (weights, durations) in groups.items():
+            route, method = split_endpoint(endpoint, method_text)
+            route = self._route(route, len(weights))
+            self.requests.labels(route, method, status_class(status)).inc(sum(weights))
+            histogram = self.duration.labels(route)
+            for seconds in durations:
+                histogram.observe(seconds)
 
     def refused(self, status: int) -> None:
         self.rejected.labels(_REASONS.get(status, "unavailable" if status == 503 else str(status))).inc()
