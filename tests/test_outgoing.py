@@ -9,6 +9,7 @@ hosted API, ``outgoing_hosts``.
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -57,6 +58,17 @@ class Target:
                         self.wfile.write(b"b" * (LONG - 65536))
                     except OSError:
                         pass  # the app closed its end
+                    return
+                if self.path.startswith("/chunked"):  # a chunked, gzip-encoded JSON answer
+                    body = gzip.compress(json.dumps({"token": "tok-answer", "n": 1}).encode())
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for piece in (body[:10], body[10:]):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
                     return
                 self.answer(b"")
 
@@ -349,3 +361,21 @@ def test_the_sdks_own_calls_are_marked_in_any_thread(target: Target) -> None:
     finally:
         outgoing.uninstrument()
     assert [e["request"]["url"] for e in memory.entries] == [f"{target.url}/echo?mine"]
+
+
+def test_chunked_and_compressed_answers_are_logged_whole(
+    memory: tuple[MetricsApiConfig, MemoryExporter], target: Target
+) -> None:
+    # requests hands the app the decoded bytes (the log keeps those); httpx's transport the
+    # bytes as sent (the log decodes them): either way the log has the JSON, redacted.
+    config, exporter = memory
+    outgoing.instrument(config)
+    assert requests.get(f"{target.url}/chunked").json()["n"] == 1
+    with requests.get(f"{target.url}/chunked", stream=True) as streamed:
+        assert b"".join(streamed.iter_content(3)).startswith(b"{")
+    assert httpx.get(f"{target.url}/chunked").json()["n"] == 1
+    client_for(config).flush(10)
+    assert len(exporter.entries) == 3
+    for found in exporter.entries:
+        assert json.loads(found["response"]["content"]["text"]) == {"token": "[REDACTED 10]", "n": 1}
+        assert found["_completed"] is True

@@ -82,8 +82,15 @@ def _follow(call: Call, response: Any) -> None:
 
 
 def _tap(call: Call, raw: Any) -> None:
-    """Wrap ``read``, ``stream`` and ``close`` of this one ``urllib3`` response."""
+    """Wrap ``read``, ``stream`` and ``close`` of this one ``urllib3`` response. ``stream``
+    copies what it yields itself (a chunked body is read without ``read``), and ``read``
+    copies only outside it (``stream`` reads through it)."""
     read, stream, close = raw.read, getattr(raw, "stream", None), raw.close
+    streaming = [False]
+
+    def note_decoding(decode_content: bool | None) -> None:
+        if decode_content or (decode_content is None and getattr(raw, "decode_content", False)):
+            call.capture.decoded = True
 
     def tapped_read(amt: int | None = None, decode_content: bool | None = None, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -91,17 +98,28 @@ def _tap(call: Call, raw: Any) -> None:
         except BaseException as exc:
             call.end(False, exc)
             raise
-        if not call.done:
+        if not streaming[0] and not call.done:
             if data:
-                if decode_content or (decode_content is None and getattr(raw, "decode_content", False)):
-                    call.capture.decoded = True
+                note_decoding(decode_content)
                 call.add(data)
             if not data or amt is None:
                 call.end(True)
         return data
 
-    def tapped_stream(*args: Any, **kwargs: Any) -> Any:
-        yield from stream(*args, **kwargs)  # type: ignore[misc]
+    def tapped_stream(amt: Any = 2**16, decode_content: bool | None = None) -> Any:
+        note_decoding(decode_content)
+        streaming[0] = True
+        try:
+            for chunk in stream(amt, decode_content=decode_content):  # type: ignore[misc]
+                call.add(chunk)
+                yield chunk
+        except GeneratorExit:  # the app stopped reading: logged when it closes the response
+            raise
+        except BaseException as exc:
+            call.end(False, exc)
+            raise
+        finally:
+            streaming[0] = False
         call.end(True)
 
     def tapped_close() -> Any:
