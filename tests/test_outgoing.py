@@ -379,3 +379,22 @@ def test_chunked_and_compressed_answers_are_logged_whole(
     for found in exporter.entries:
         assert json.loads(found["response"]["content"]["text"]) == {"token": "[REDACTED 10]", "n": 1}
         assert found["_completed"] is True
+
+
+def test_an_async_skip_outgoing_hook_skips_nothing_and_says_so(
+    target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def skip(request: Any) -> bool:
+        return True
+
+    memory = MemoryExporter()
+    config = MetricsApiConfig("test-api-key", None, exporters=[memory], skip_outgoing=skip)
+    try:
+        outgoing.instrument(config)
+        with caplog.at_level("WARNING", logger="readme_metrics"):
+            requests.get(f"{target.url}/echo")
+        client_for(config).flush(10)
+    finally:
+        outgoing.uninstrument()
+    assert len(memory.entries) == 1
+    assert "skip_outgoing must not be async" in caplog.text

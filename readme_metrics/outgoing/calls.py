@@ -13,6 +13,7 @@ that raises (connection refused, timeout) is finished as failed: status 0 and th
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ class Recorder:
         if self.skip is None:
             return True
         try:
-            return not self.skip(request)
+            result = self.skip(request)
         except Exception as exc:
             warn_limited(
                 "skip_outgoing",
@@ -53,6 +54,13 @@ class Recorder:
                 exc,
             )
             return True
+        if inspect.isawaitable(result):  # cannot be awaited where the call is made
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            warn_limited("skip_outgoing_async", "readme_metrics: skip_outgoing must not be async; logging the call")
+            return True
+        return not result
 
 
 #: Configuration -> its recorder (weak: nothing is kept on, or for, the user's object).
