@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
+import urllib3
 
 from readme_metrics import MetricsApiConfig, outgoing
 from readme_metrics.config import DEFAULT_METRICS_SERVER
@@ -228,6 +229,7 @@ def originals() -> list[Any]:
         requests.adapters.HTTPAdapter.send,
         httpx.HTTPTransport.handle_request,
         httpx.AsyncHTTPTransport.handle_async_request,
+        urllib3.connectionpool.HTTPConnectionPool.urlopen,
     ]
 
 
@@ -244,7 +246,7 @@ def test_instrument_twice_is_harmless_and_uninstrument_restores_the_very_functio
 ) -> None:
     config, exporter = memory
     before = originals()
-    assert outgoing.instrument(config) == ("requests", "httpx")
+    assert outgoing.instrument(config) == ("requests", "httpx", "urllib3")
     patched = originals()
     assert all(a is not b for a, b in zip(before, patched, strict=True))
     outgoing.instrument(config)
@@ -398,3 +400,27 @@ def test_an_async_skip_outgoing_hook_skips_nothing_and_says_so(
         outgoing.uninstrument()
     assert len(memory.entries) == 1
     assert "skip_outgoing must not be async" in caplog.text
+
+
+def test_bare_urllib3_calls_are_logged_once_each(
+    memory: tuple[MetricsApiConfig, MemoryExporter], target: Target
+) -> None:
+    # requests goes through urllib3: its calls stay one log each (the other tests count them).
+    config, exporter = memory
+    outgoing.instrument(config)
+    pool = urllib3.PoolManager()
+    assert json.loads(pool.request("POST", f"{target.url}/echo?token=q", body=b'{"token": "t"}').data)["got"]
+    streamed = pool.request("GET", f"{target.url}/chunked", preload_content=False)
+    assert streamed.read(5)  # decoded bytes, read in part
+    streamed.release_conn()
+    streamed.close()
+    with pytest.raises(urllib3.exceptions.MaxRetryError) as caught:
+        pool.request("GET", f"http://127.0.0.1:{free_port()}/", retries=1)
+    client_for(config).flush(10)
+    posted, partial, failed = exporter.entries
+    assert posted["request"]["url"] == f"{target.url}/echo?token=%5BREDACTED%201%5D"
+    assert json.loads(posted["request"]["postData"]["text"]) == {"token": "[REDACTED 1]"}
+    assert json.loads(posted["response"]["content"]["text"])["token"] == "[REDACTED 10]"
+    assert partial["_completed"] is False and partial["response"]["bodySize"] > 0
+    assert failed["response"]["status"] == 0 and failed["_error"] == type(caught.value).__name__
+    assert all(e["_direction"] == "outgoing" for e in exporter.entries)

@@ -17,6 +17,7 @@ import inspect
 import threading
 import weakref
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +63,10 @@ class Recorder:
             return True
         return not result
 
+
+#: True while an instrumented library handles a call: a library it uses underneath
+#: (``requests`` -> ``urllib3``), or its own retries and redirects, log nothing more.
+IN_CALL: ContextVar[bool] = ContextVar("readme_metrics_in_call", default=False)
 
 #: Configuration -> its recorder (weak: nothing is kept on, or for, the user's object).
 recorders: weakref.WeakKeyDictionary[Any, Recorder] = weakref.WeakKeyDictionary()

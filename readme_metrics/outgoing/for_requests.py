@@ -14,12 +14,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from readme_metrics.outgoing.calls import Call, begin
+from readme_metrics.outgoing.calls import IN_CALL, Call, begin
+from readme_metrics.outgoing.for_urllib3 import VERSIONS, follow_body
 
 #: ``(HTTPAdapter, its own send, ours)`` while instrumented.
 _saved: tuple[Any, Any, Any] | None = None
-
-_VERSIONS = {9: "HTTP/0.9", 10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2", 30: "HTTP/3"}
 
 
 def patch() -> bool:
@@ -36,14 +35,17 @@ def patch() -> bool:
     @functools.wraps(original)
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         call = begin(request, request.method or "GET", request.url or "", list(request.headers.items()), request.body)
-        if call is None:
-            return original(self, request, *args, **kwargs)
+        inside = IN_CALL.set(True)  # urllib3's own instrumentation leaves this call to us
         try:
             response = original(self, request, *args, **kwargs)
         except BaseException as exc:
-            call.end(False, exc)
+            if call is not None:
+                call.end(False, exc)
             raise
-        _follow(call, response)
+        finally:
+            IN_CALL.reset(inside)
+        if call is not None:
+            _follow(call, response)
         return response
 
     HTTPAdapter.send = send  # type: ignore[method-assign]
@@ -68,68 +70,8 @@ def _follow(call: Call, response: Any) -> None:
         raw = response.raw
         headers = getattr(raw, "headers", None)
         pairs = list(headers.items()) if headers is not None else list(response.headers.items())
-        version = _VERSIONS.get(getattr(raw, "version", 11), "HTTP/1.1")
+        version = VERSIONS.get(getattr(raw, "version", 11), "HTTP/1.1")
         call.response(response.status_code, response.reason, pairs, version)
-        if raw is None or not callable(getattr(raw, "read", None)):
-            call.end(True)
-            return
-        if getattr(raw, "closed", False):  # no body at all (HEAD, 204, Content-Length: 0)
-            call.end(True)
-            return
-        _tap(call, raw)
+        follow_body(call, raw)
     except Exception:
         call.end(False)
-
-
-def _tap(call: Call, raw: Any) -> None:
-    """Wrap ``read``, ``stream`` and ``close`` of this one ``urllib3`` response. ``stream``
-    copies what it yields itself (a chunked body is read without ``read``), and ``read``
-    copies only outside it (``stream`` reads through it)."""
-    read, stream, close = raw.read, getattr(raw, "stream", None), raw.close
-    streaming = [False]
-
-    def note_decoding(decode_content: bool | None) -> None:
-        if decode_content or (decode_content is None and getattr(raw, "decode_content", False)):
-            call.capture.decoded = True
-
-    def tapped_read(amt: int | None = None, decode_content: bool | None = None, *args: Any, **kwargs: Any) -> Any:
-        try:
-            data = read(amt, decode_content, *args, **kwargs)
-        except BaseException as exc:
-            call.end(False, exc)
-            raise
-        if not streaming[0] and not call.done:
-            if data:
-                note_decoding(decode_content)
-                call.add(data)
-            if not data or amt is None:
-                call.end(True)
-        return data
-
-    def tapped_stream(amt: Any = 2**16, decode_content: bool | None = None) -> Any:
-        note_decoding(decode_content)
-        streaming[0] = True
-        try:
-            for chunk in stream(amt, decode_content=decode_content):  # type: ignore[misc]
-                call.add(chunk)
-                yield chunk
-        except GeneratorExit:  # the app stopped reading: logged when it closes the response
-            raise
-        except BaseException as exc:
-            call.end(False, exc)
-            raise
-        finally:
-            streaming[0] = False
-        call.end(True)
-
-    def tapped_close() -> Any:
-        try:
-            return close()
-        finally:
-            call.end(False)
-
-    raw.read = tapped_read
-    if stream is not None:
-        raw.stream = tapped_stream
-    raw.close = tapped_close
-    call.watch(raw)

@@ -7,11 +7,15 @@ from typing import Any
 
 from readme_metrics.capture import OutgoingLinks
 from readme_metrics.config import outgoing_destination_error
-from readme_metrics.outgoing import calls, for_httpx, for_requests
+from readme_metrics.outgoing import calls, for_httpx, for_requests, for_urllib3
 
 #: Each library: its name and its (patch, unpatch) pair. ``patch`` is False when the
 #: library is not installed (nothing is imported for it then).
-LIBRARIES = {"requests": (for_requests.patch, for_requests.unpatch), "httpx": (for_httpx.patch, for_httpx.unpatch)}
+LIBRARIES = {
+    "requests": (for_requests.patch, for_requests.unpatch),
+    "httpx": (for_httpx.patch, for_httpx.unpatch),
+    "urllib3": (for_urllib3.patch, for_urllib3.unpatch),
+}
 
 _lock = threading.Lock()
 _patched: list[str] = []
