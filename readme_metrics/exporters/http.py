@@ -58,11 +58,13 @@ class Poster:
         session = self.session
 
         def post() -> None:
-            OWN_CALL.set(True)  # never captured as an outgoing call (this thread's own context)
+            own = OWN_CALL.set(True)  # never captured as an outgoing call
             try:
                 outcome.append(session.post(self.url, data=body, headers=self.headers, timeout=timeout))
             except BaseException as exc:  # handed to the worker below
                 outcome.append(exc)
+            finally:
+                OWN_CALL.reset(own)
 
         thread = threading.Thread(target=post, name="readme-metrics-post", daemon=True)
         try:
