@@ -71,7 +71,13 @@ sys.path.insert(0, str(BENCH))
 from sink import stats as sink_stats  # noqa: E402
 
 FRAMEWORKS = ("flask", "fastapi")
-ENDPOINTS = ("ping", "echo")
+ENDPOINTS = ("ping", "echo", "call")
+#: The case of outgoing capture: ``GET /call`` makes one outgoing httpx call per request; it
+#: runs bare, ``ours`` (incoming logs only) and ``ours@outgoing`` (``capture_outgoing=True``),
+#: the last one in that case only.
+OUTGOING_CASE = "call"
+OUTGOING_VARIANTS = ("bare", "ours", "ours@outgoing")
+ENDPOINT_NAMES = {"ping": "GET /ping", "echo": "POST /echo", "call": "GET /call (1 outgoing httpx call)"}
 VARIANTS = ("bare", "ours", "readme340", "moesif")
 PEERS: dict[str, dict[str, Any]] = {
     "readme340": {
@@ -461,13 +467,21 @@ def throughput(framework: str, variants: list[str], args: argparse.Namespace, si
         for endpoint in args.endpoints:
             case = CaseResult(framework, endpoint)
             before = sink_stats(sink)
-            for variant, server in servers.items():  # warm-up: imports, first connections, caches
+            # The outgoing variant runs in the outgoing case only, which runs no peer.
+            if endpoint == OUTGOING_CASE:
+                active = {v: s for v, s in servers.items() if v in OUTGOING_VARIANTS}
+            else:
+                active = {v: s for v, s in servers.items() if v != "ours@outgoing"}
+            if endpoint == OUTGOING_CASE and "ours@outgoing" not in active:
+                say(f"  {framework} /{endpoint}: needs the ours@outgoing variant; skipped")
+                continue
+            for variant, server in active.items():  # warm-up: imports, first connections, caches
                 case.served[variant] = wrk(server.port, endpoint, args.warmup, args.connections).requests
-            order = list(servers)
+            order = list(active)
             for r in range(args.rounds):
                 rotated = order[r % len(order) :] + order[: r % len(order)]
                 for variant in rotated:
-                    run = measured_wrk(servers[variant], endpoint, args.duration, args.connections)
+                    run = measured_wrk(active[variant], endpoint, args.duration, args.connections)
                     case.runs.setdefault(variant, []).append(run)
                     case.served[variant] += run.requests
                 bare = case.runs["bare"][-1]
@@ -481,7 +495,7 @@ def throughput(framework: str, variants: list[str], args: argparse.Namespace, si
                 say(f"    {framework} /{endpoint} " + ", ".join(line))
             time.sleep(3.0)  # let every SDK flush (Moesif batches every 2 s)
             after = sink_stats(sink)
-            for variant in servers:
+            for variant in active:
                 if variant != "bare":
                     key = sink_key(variant)
                     for what, into in (("events", case.delivered), ("posts", case.posts)):
@@ -517,6 +531,12 @@ def print_case(case: CaseResult) -> None:
             f" ratio {row['cpu_ratio']:.2f}"
             f"  delivered {row['delivered']}/{row['served']} in {row['posts']} posts"
             + (f"  errors {row['errors']}" if row["errors"] else "")
+        )
+    if "ours@outgoing" in summary and "ours" in summary:  # what outgoing capture adds to incoming logs
+        with_calls, without = summary["ours@outgoing"], summary["ours"]
+        say(
+            f"    outgoing capture alone (ours@outgoing - ours): CPU {with_calls['cpu_us'] - without['cpu_us']:+.0f}"
+            f" us/req, p99 {with_calls['p99_ms'] - without['p99_ms']:+.2f} ms (2 logs per request: the call's too)"
         )
 
 
@@ -828,7 +848,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     p.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run, noisier")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="flask,fastapi")
-    p.add_argument("--endpoints", default=",".join(ENDPOINTS), help="ping,echo")
+    p.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help="the cases to run: ping,echo,call (call: one outgoing httpx call per request, run bare,"
+        " ours and ours@outgoing = capture_outgoing=True)",
+    )
     p.add_argument("--variants", default="ours,readme340,moesif", help="SDKs beside the bare app")
     p.add_argument("--no-peers", action="store_true", help="only this repository's SDK")
     p.add_argument("--sdk-path", help="run 'ours' from DIR/readme_metrics (to measure a change)")
@@ -892,6 +917,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         for name, spec in (("jsonl", f"jsonl:{where}/{{pid}}.jsonl"), ("otlp", "otlp:{sink}")):
             CONFIGS[name] = json.dumps({"exporters_env": spec})
             args.variants.append(f"ours@{name}")
+    if OUTGOING_CASE in args.endpoints and "ours@outgoing" not in args.variants:
+        CONFIGS["outgoing"] = json.dumps({"capture_outgoing": True})
+        args.variants.append("ours@outgoing")
     if args.sdk_path:
         args.sdk_path = str(Path(args.sdk_path).resolve())
         if not (Path(args.sdk_path) / "readme_metrics" / "__init__.py").exists():
@@ -975,7 +1003,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case in results.get("throughput", []):
-        name = f"{case['framework']} {'GET /ping' if case['endpoint'] == 'ping' else 'POST /echo'}"
+        name = f"{case['framework']} {ENDPOINT_NAMES.get(case['endpoint'], case['endpoint'])}"
         for variant, row in case["summary"].items():
             if variant == "bare":
                 out.append(
@@ -1024,10 +1052,11 @@ def verdict(results: dict[str, Any]) -> str:
     """The targets of issue 6, met or not, for this repository's SDK."""
     lines = ["== targets (this repository's SDK) =="]
     for case in results.get("throughput", []):
-        row = case["summary"].get("ours")
+        outgoing = case["endpoint"] == OUTGOING_CASE
+        row = case["summary"].get("ours@outgoing" if outgoing else "ours")
         if row is None:
             continue
-        name = f"{case['framework']} /{case['endpoint']}"
+        name = f"{case['framework']} /{case['endpoint']}" + (" (ours@outgoing)" if outgoing else "")
         ok = row.get("cpu_ratio", 0) >= TARGETS["cpu_ratio"]
         lines.append(
             f"  {'PASS' if ok else 'MISS'} {name:<16} CPU ratio {row.get('cpu_ratio', float('nan')):.2f}"

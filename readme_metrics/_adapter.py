@@ -36,6 +36,10 @@ class Adapter:
         self.hooks = Hooks(config)
         #: Most bytes of each body copied for the log (0 with ``log_body=False``).
         self.max_body = config.max_body_bytes if config.log_body else 0
+        if config.capture_outgoing:  # the first middleware with this config instruments
+            from readme_metrics.outgoing import instrument
+
+            instrument(config)
 
     def stats(self) -> dict[str, Any]:
         """The delivery counters (events queued, sent, dropped by reason, retried, ...):

@@ -158,3 +158,7 @@ class Hooks:
                 exc,
             )
             return ANONYMOUS_GROUP
+
+
+#: The host matching of ``allowed_http_hosts``, shared with ``outgoing_hosts`` (readme_metrics.outgoing).
+host_pattern = _host_pattern

@@ -69,7 +69,7 @@ from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
-from readme_metrics.capture import BodyCopy, Capture, header_pairs, path_as_latin1
+from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, header_pairs, path_as_latin1
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -226,11 +226,14 @@ class AsgiMetricsMiddleware(Adapter):
                 await self.app(scope, receive, send)
                 return
             exchange = _Exchange(self, capture, receive, send)
+            token = OutgoingLinks.enter(capture, self.config)  # outgoing calls link to this request
             try:
                 await self.app(scope, exchange.receive, exchange.send)
             except BaseException as exc:
                 exchange.finish(exc)
                 raise
+            finally:
+                OutgoingLinks.leave(token)
             exchange.finish(returned=True)
         elif kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))

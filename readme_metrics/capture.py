@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import suppress
+from contextvars import ContextVar, Token
 from time import monotonic as _monotonic
 from time import time as _time
 from typing import Any
@@ -301,3 +303,57 @@ class Capture:
     def approx_bytes(self) -> int:
         """What the capture holds in memory, roughly (for the queue's byte bound)."""
         return 1024 + self.request_body.kept + self.response_body.kept
+
+
+# -- outgoing calls (issue 17; readme_metrics.outgoing) ---------------------------------
+
+
+#: Group of an outgoing call made outside any logged request (a script, a task worker).
+OUTGOING_GROUP = {"id": "outgoing", "label": "outgoing"}
+
+
+class OutgoingCapture(Capture):
+    """A call the app made (``requests``, ``httpx``): the same record as an incoming
+    exchange, plus ``parent`` (the ``_id`` of the incoming request's log during which it
+    was made, or None) and ``decoded`` (the response body copy holds the bytes after the
+    library undid its ``Content-Encoding``, so the builder must not decode them again).
+    Logged with ``_direction: "outgoing"``."""
+
+    __slots__ = ("decoded", "parent")
+
+    parent: str | None
+    decoded: bool
+
+
+class OutgoingLog(bytes):
+    """The encoded log of an outgoing call: bytes, marked, so that a destination that does
+    not take outgoing logs (the hosted ReadMe API) never gets one (see
+    :class:`readme_metrics.delivery.sender.Sender`)."""
+
+    __slots__ = ()
+
+
+class OutgoingLinks:
+    """Whether the middlewares link outgoing calls to the request being served (``on``,
+    set by :func:`readme_metrics.outgoing.instrument`), and the context variable they set
+    for it: ``(the incoming capture, its configuration)`` while the app serves it. A
+    context variable follows ``asyncio`` tasks and ``contextvars.copy_context()``; a
+    thread the app starts without copying the context sees none."""
+
+    on = False
+    serving: ContextVar[tuple[Capture, Any] | None] = ContextVar("readme_metrics_serving", default=None)
+
+    @classmethod
+    def enter(cls, capture: Capture, config: Any) -> Token[tuple[Capture, Any] | None] | None:
+        """Called by a middleware before the app runs; the token for :meth:`leave`."""
+        if not cls.on:
+            return None
+        if capture.log_id is None:
+            capture.log_id = new_log_id()
+        return cls.serving.set((capture, config))
+
+    @classmethod
+    def leave(cls, token: Token[tuple[Capture, Any] | None] | None) -> None:
+        if token is not None:
+            with suppress(ValueError):  # set in another context (an app that moved the call): leave it
+                cls.serving.reset(token)

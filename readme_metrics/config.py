@@ -283,6 +283,9 @@ class MetricsApiConfig:
         retry: Retry | None = None,
         documentation_header: bool = True,
         exporters: Iterable[Any] | None = None,
+        capture_outgoing: bool = False,
+        skip_outgoing: Callable[[Any], bool] | str | None = None,
+        outgoing_hosts: Iterable[str] | None = None,
     ) -> None:
         self.api_key = _api_key(api_key)
         self.grouping_function = _resolve_callable(grouping_function, "grouping_function")
@@ -331,6 +334,12 @@ class MetricsApiConfig:
         self.exporters: tuple[Any, ...] | None = _exporters(exporters)
         #: ``README_METRICS_EXPORTERS`` parsed (it wins over ``exporters``); ``()`` if unset.
         self.exporter_specs: tuple[tuple[str, str], ...] = parse_exporters(os.environ.get(EXPORTERS_ENV, ""))
+        # Outgoing calls (readme_metrics.outgoing, docs/outgoing.md).
+        self.capture_outgoing = bool(capture_outgoing)
+        self.skip_outgoing = _resolve_callable(skip_outgoing, "skip_outgoing")
+        self.outgoing_hosts = _str_list(outgoing_hosts, "outgoing_hosts")
+        if self.capture_outgoing and (problem := outgoing_destination_error(self)):
+            raise ValueError(f"capture_outgoing=True: {problem}")
 
     # The attribute names of readme-metrics 3.4.0: each reads our setting, and setting one
     # sets ours, validated as the argument is (see _Compat), until a middleware uses the config.
@@ -379,3 +388,28 @@ def mark_in_use(config: MetricsApiConfig) -> None:
     """Called by a middleware built with ``config``: from now on, setting one of 3.4.0's
     upper-case attributes raises (the middleware would not see the change)."""
     _in_use.add(config)
+
+
+# -- outgoing calls (issue 17) ----------------------------------------------------------
+
+
+def outgoing_destination_error(config: MetricsApiConfig) -> str | None:
+    """Why ``config`` has nowhere to send outgoing logs, or None when some destination
+    takes them. The hosted ReadMe API counts the calls made *to* your API, so it never gets
+    the calls your API makes (a ReadMe exporter pointing there drops them, counted)."""
+    specs = config.exporter_specs
+    if specs:
+        servers = [(arg or config.metrics_server).rstrip("/") if kind == "readme" else "" for kind, arg in specs]
+        takes = any(server != DEFAULT_METRICS_SERVER for server in servers)
+    elif config.exporters:
+        takes = any(getattr(exporter, "accepts_outgoing", True) for exporter in config.exporters)
+    else:
+        takes = config.metrics_server != DEFAULT_METRICS_SERVER
+    if takes:
+        return None
+    return (
+        f"the only destination is ReadMe's hosted API ({DEFAULT_METRICS_SERVER}), which counts the calls made to "
+        "your API and never receives the calls your API makes; add a destination that takes them: "
+        "metrics_server= (or README_METRICS_SERVER) pointing to your collector (readme-metrics serve), or "
+        "exporters=[...] with a JsonLinesExporter, an OtlpExporter or a ReadMeExporter to your collector"
+    )

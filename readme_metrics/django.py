@@ -46,7 +46,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 
 from readme_metrics._adapter import Adapter
 from readme_metrics._hooks import Hooks
-from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
+from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, path_as_latin1
 from readme_metrics.config import MetricsApiConfig
 from readme_metrics.doclink import HEADER
 from readme_metrics.wsgi import InputCopy, environ_headers, read_unread_body
@@ -179,7 +179,11 @@ class MetricsMiddleware(Adapter):
         if self._async:
             return self.__acall__(request)
         exchange = self._begin(request)
-        response = self.get_response(request)
+        token = OutgoingLinks.enter(exchange.capture, self.config) if exchange is not None else None
+        try:
+            response = self.get_response(request)
+        finally:
+            OutgoingLinks.leave(token)
         if exchange is not None:
             group = self._decide(request)
             if inspect.isawaitable(group):  # an async grouping function under WSGI
@@ -190,7 +194,11 @@ class MetricsMiddleware(Adapter):
 
     async def __acall__(self, request: Any) -> Any:
         exchange = self._begin(request)
-        response = await self.get_response(request)
+        token = OutgoingLinks.enter(exchange.capture, self.config) if exchange is not None else None
+        try:
+            response = await self.get_response(request)
+        finally:
+            OutgoingLinks.leave(token)
         if exchange is not None:
             group = await self._adecide(request)
             if group is not None:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from readme_metrics._log import logger, warn_limited
+from readme_metrics._own_calls import OWN_CALL
 from readme_metrics._version import __version__
 from readme_metrics.capture import new_log_id
 from readme_metrics.config import README_API as README_API  # re-exported: where it was
@@ -94,10 +95,13 @@ def fetch_base_url(config: MetricsApiConfig) -> str:
     url = project_api_url(config)
     token = base64.b64encode(f"{config.api_key}:".encode()).decode("ascii")
     headers = {"Authorization": f"Basic {token}", "User-Agent": f"readme-metrics-python@{__version__}"}
+    own = OWN_CALL.set(True)  # never captured as an outgoing call
     try:
         response = requests.get(url, headers=headers, timeout=config.timeout)
     except requests.RequestException as exc:
         raise BaseUrlError(f"cannot reach {url}: {type(exc).__name__}", outage=True) from exc
+    finally:
+        OWN_CALL.reset(own)
     status = response.status_code
     if status != 200:
         raise BaseUrlError(f"{url} answered {status}", outage=status in (408, 429) or status >= 500)

@@ -41,7 +41,7 @@ from werkzeug.wrappers import Request
 
 from readme_metrics._adapter import Adapter
 from readme_metrics._log import warn_limited
-from readme_metrics.capture import BodyCopy, Capture, host_with_port
+from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, host_with_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -236,12 +236,15 @@ class WsgiMetricsMiddleware(Adapter):
             exchange = None
         if exchange is None:
             return self.app(environ, start_response)
+        token = OutgoingLinks.enter(exchange.capture, self.config)  # outgoing calls link to this request
         try:
             result = self.app(environ, exchange.start_response)
         except BaseException as exc:
             exchange.error = exc
             exchange.finish()
             raise
+        finally:
+            OutgoingLinks.leave(token)
         exchange._result = result
         if hasattr(type(result), "__len__"):
             exchange.__class__ = _SizedExchange  # same layout; adds only __len__

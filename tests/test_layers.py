@@ -29,6 +29,8 @@ REQUEST_PATH = {
     "readme_metrics.fastapi",
     "readme_metrics.flask_readme",
     "readme_metrics.wsgi",
+    # Outgoing calls are recorded in the app's threads too (readme_metrics.outgoing).
+    "readme_metrics.outgoing",
 }
 
 #: Module (or package prefix) -> prefixes it must not import.

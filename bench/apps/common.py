@@ -33,6 +33,22 @@ STREAM_CHUNKS = 5
 STREAM_PAUSE = 0.2
 
 
+#: What ``GET /call`` calls (the sink answers any GET with ``{}``, counting nothing).
+CALLED = f"{SINK}/called"
+_clients: dict[bool, Any] = {}
+
+
+def outgoing_client(asynchronous: bool = False) -> Any:
+    """One keep-alive ``httpx`` client per process (imported here: the peers' environments
+    have no httpx, and only this repository's SDK runs the ``call`` case)."""
+    client = _clients.get(asynchronous)
+    if client is None:
+        import httpx
+
+        client = _clients[asynchronous] = httpx.AsyncClient() if asynchronous else httpx.Client()
+    return client
+
+
 def group(request: Any) -> dict[str, str]:
     """The grouping function (same for every SDK): who called, from a header."""
     return {

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from common import SDK, STREAM_CHUNKS, STREAM_PAUSE, announce, big_chunks, moesif_settings
+from common import CALLED, SDK, STREAM_CHUNKS, STREAM_PAUSE, announce, big_chunks, moesif_settings, outgoing_client
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -25,6 +25,12 @@ async def ping() -> Any:
 @app.post("/echo")
 async def echo(request: Request) -> Response:
     return Response(await request.body(), media_type="application/json")
+
+
+@app.get("/call")
+async def call() -> Any:
+    """One outgoing httpx call to a local service (the sink) per request (see flask_app)."""
+    return {"status": (await outgoing_client(asynchronous=True).get(CALLED)).status_code}
 
 
 @app.get("/stream")

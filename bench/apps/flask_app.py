@@ -1,6 +1,7 @@
 """The Flask app of the benchmark, bare or wrapped by the SDK named in ``BENCH_SDK``.
 
-``GET /ping`` (tiny JSON), ``POST /echo`` (the body echoed back), ``GET /stream`` (five
+``GET /ping`` (tiny JSON), ``POST /echo`` (the body echoed back), ``GET /call`` (one
+outgoing ``httpx`` call to the sink), ``GET /stream`` (five
 chunks, 200 ms apart) and ``GET /big`` (a streamed 100 MB). Served by gunicorn:
 ``gunicorn -k gthread --threads 8 -w 1 flask_app:app``.
 """
@@ -11,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from common import SDK, STREAM_CHUNKS, STREAM_PAUSE, announce, big_chunks, moesif_settings
+from common import CALLED, SDK, STREAM_CHUNKS, STREAM_PAUSE, announce, big_chunks, moesif_settings, outgoing_client
 from flask import Flask, Response, request
 
 app = Flask(__name__)
@@ -25,6 +26,13 @@ def ping() -> Any:
 @app.post("/echo")
 def echo() -> Response:
     return Response(request.get_data(), content_type="application/json")
+
+
+@app.get("/call")
+def call() -> Any:
+    """One outgoing httpx call to a local service (the sink) per request: the case of
+    outgoing capture (``--config outgoing='{"capture_outgoing": true}'``, see bench/run.py)."""
+    return {"status": outgoing_client().get(CALLED).status_code}
 
 
 @app.get("/stream")

@@ -23,7 +23,7 @@ from readme_metrics.build.bodies import fill_late, splice_late
 from readme_metrics.build.har import build_log
 from readme_metrics.build.redaction import Redactor
 from readme_metrics.build.secrets import repair
-from readme_metrics.capture import Capture
+from readme_metrics.capture import Capture, OutgoingCapture, OutgoingLog
 
 try:
     import orjson as _orjson
@@ -139,6 +139,8 @@ class Builder:
                 data = splice_late(data, late)
         except (TypeError, ValueError, RecursionError) as exc:
             raise BuildError("encode_error", f"a log is not JSON-serializable ({exc}); mask hook?") from exc
+        if type(capture) is OutgoingCapture:  # marked for the destinations (see OutgoingLog)
+            return OutgoingLog(data)
         return data
 
     def _repair(self, log: Log) -> Log:

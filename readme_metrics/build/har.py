@@ -32,7 +32,14 @@ from readme_metrics.build.bodies import body_fields
 from readme_metrics.build.headers import redact_headers
 from readme_metrics.build.redaction import Redactor, encode_pairs, mask
 from readme_metrics.build.secrets import trim_key_prefix
-from readme_metrics.capture import ANONYMOUS_GROUP, Capture, header_pairs, new_log_id
+from readme_metrics.capture import (
+    ANONYMOUS_GROUP,
+    OUTGOING_GROUP,
+    Capture,
+    OutgoingCapture,
+    header_pairs,
+    new_log_id,
+)
 
 CREATOR = {
     "name": "readme-metrics (python)",
@@ -47,8 +54,8 @@ class GroupError(ValueError):
 
 def build_group(raw: Any) -> dict[str, Any]:
     """The wire ``group`` from what the grouping function returned (key masked)."""
-    if raw is ANONYMOUS_GROUP:
-        return dict(ANONYMOUS_GROUP)
+    if raw is ANONYMOUS_GROUP or raw is OUTGOING_GROUP:
+        return dict(raw)
     if not isinstance(raw, Mapping):
         raise GroupError(f"grouping function returned {type(raw).__name__}, expected a dict or None")
     key = raw.get("api_key", raw.get("id"))
@@ -190,7 +197,7 @@ def build_entry(
             answered.content_type,
             redactor,
             request=False,
-            content_encoding=answered.content_encoding,
+            content_encoding=None if getattr(capture, "decoded", False) else answered.content_encoding,
             late=late,
         )
         content = {"size": response_body.size, **content}
@@ -225,7 +232,24 @@ def build_entry(
         entry["comment"] = f"the app raised {error}"
     elif not capture.completed:
         entry["comment"] = "incomplete: the client went away or the response was not finished"
+    if type(capture) is OutgoingCapture:
+        _outgoing_fields(capture, entry)
     return entry
+
+
+def _outgoing_fields(capture: OutgoingCapture, entry: dict[str, Any]) -> None:
+    """A call the app made (:mod:`readme_metrics.outgoing`): ``_direction``, ``_parent``;
+    a call that failed (no answer: status 0) has ``_error`` (the exception, as ``comment``
+    has it), as browsers' HAR files have it."""
+    entry["_direction"] = "outgoing"
+    if capture.parent:
+        entry["_parent"] = capture.parent
+    comment = entry.get("comment")
+    if comment and capture.error:
+        entry["_error"] = error = comment.removeprefix("the app raised ")
+        entry["comment"] = f"the call failed: {error}" if not capture.status else f"the body was cut short: {error}"
+    elif comment:
+        entry["comment"] = "incomplete: the app closed the response (or dropped it) before reading all of its body"
 
 
 def build_log(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from readme_metrics._log import warn_limited
+from readme_metrics.capture import OutgoingLog
 from readme_metrics.delivery.stats import Stats
 from readme_metrics.exporters.base import Exporter, ExportError
 from readme_metrics.retry import Retry
@@ -46,6 +47,10 @@ class Sender:
     def send(self, logs: Sequence[bytes], *, retries: bool = True) -> None:
         """Export ``logs``, retrying unless ``retries`` is False (one try); every log ends
         counted as sent or dropped."""
+        if not getattr(self.exporter, "accepts_outgoing", True):
+            logs = self.without_outgoing(logs)
+            if not logs:
+                return
         count = len(logs)
         closes = self.deadlines.closes
         policy = self.retry
@@ -107,6 +112,15 @@ class Sender:
                 self.give_up(count, "shutdown", f"{error} (shutdown deadline reached)")
                 return
             last_try = outcome == "last"
+
+    def without_outgoing(self, logs: Sequence[bytes]) -> Sequence[bytes]:
+        """``logs`` without those of outgoing calls, for an exporter that does not take
+        them (the hosted ReadMe API); those left out are counted (``outgoing_not_accepted``)."""
+        kept = [log for log in logs if type(log) is not OutgoingLog]
+        if len(kept) != len(logs):
+            self.stats.drop("outgoing_not_accepted", len(logs) - len(kept))
+            return kept
+        return logs
 
     def give_up(self, count: int, reason: str, message: str, *, warn: bool = True) -> None:
         """Count a batch of ``count`` logs as given up for ``reason``; warn (rate-limited)

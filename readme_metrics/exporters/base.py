@@ -36,6 +36,11 @@ class Exporter(Protocol):
     it raises :class:`ExportError` when they were not accepted (anything else it raises
     is counted as ``transport_error`` and not retried). ``shutdown`` lets its resources
     go (connections, files); an exporter may be used again after it.
+
+    Optional attribute ``accepts_outgoing`` (True when absent): False for a destination
+    that must never get the logs of outgoing calls (``_direction: "outgoing"``); the sender
+    then leaves them out of its batches and counts them as dropped
+    (``outgoing_not_accepted``). The ReadMe exporter sets it False for the hosted API.
     """
 
     def export(self, logs: Sequence[bytes], timeout: float) -> int: ...

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from readme_metrics._own_calls import OWN_CALL
 from readme_metrics.exporters.base import ExportError
 
 #: Posts past their deadline that may still be running (each holds a thread and a socket).
@@ -57,10 +58,13 @@ class Poster:
         session = self.session
 
         def post() -> None:
+            own = OWN_CALL.set(True)  # never captured as an outgoing call
             try:
                 outcome.append(session.post(self.url, data=body, headers=self.headers, timeout=timeout))
             except BaseException as exc:  # handed to the worker below
                 outcome.append(exc)
+            finally:
+                OWN_CALL.reset(own)
 
         thread = threading.Thread(target=post, name="readme-metrics-post", daemon=True)
         try:

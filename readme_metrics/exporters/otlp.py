@@ -234,6 +234,8 @@ class OtlpExporter:
                 "readme.group.id": group.get("id"),
                 "readme.group.label": group.get("label"),
                 "readme.group.email": group.get("email"),
+                "readme.direction": entry.get("_direction"),  # "outgoing": a call the app made
+                "readme.parent": entry.get("_parent"),
             }
             record: dict[str, Any] = {
                 "timeUnixNano": str(_unix_nano(entry.get("startedDateTime"))),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from readme_metrics._version import __version__
+from readme_metrics.config import DEFAULT_METRICS_SERVER
 from readme_metrics.exporters.http import Poster
 
 #: gzip level of compressed uploads: most of level 9's gain on JSON at a fraction of its cost.
@@ -40,6 +41,10 @@ class ReadMeExporter:
 
     def __init__(self, api_key: str, metrics_server: str, *, compress: bool = False) -> None:
         self.url = f"{metrics_server.rstrip('/')}/v1/request"
+        #: Whether logs of outgoing calls are sent here: never to the hosted API, which counts
+        #: the calls made to your API (the sender drops them for it, counted as
+        #: ``outgoing_not_accepted``); a collector or any other server takes them.
+        self.accepts_outgoing = metrics_server.rstrip("/") != DEFAULT_METRICS_SERVER
         self.compress = compress
         token = base64.b64encode(f"{api_key}:".encode()).decode("ascii")
         self.headers = {
