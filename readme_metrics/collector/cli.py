@@ -4,25 +4,27 @@
 
 ::
 
-    readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3]
+    readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3 | postgresql://...]
                          [--api-key KEY ...] [--max-age-days 30] [--max-rows 100000]
                          [--max-batch-mb 64] [--max-batch-values 1000000] [--max-batch-depth 64]
                          [--max-concurrent-ingests 4] [--prune-interval 60] [--public-url URL] [-v]
 
 With no ``--api-key`` the collector accepts any non-empty API key (it is a local tool);
-give one or more to accept only those. ``--port 0`` picks a free port. The command writes
-the dashboard URL and the ``README_METRICS_SERVER`` value to use on standard output, then
-serves until Ctrl-C or SIGTERM (batches being stored are finished first).
+give one or more to accept only those. ``--db`` (default: ``$README_METRICS_DB``, else
+``./readme-metrics.sqlite3``) is a SQLite file or a ``postgresql://`` URL (the ``postgres``
+extra). ``--port 0`` picks a free port. The command writes the dashboard URL and the
+``README_METRICS_SERVER`` value to use on standard output, then serves until Ctrl-C or
+SIGTERM (batches being stored are finished first).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 
 from readme_metrics._version import __version__
@@ -34,10 +36,10 @@ from readme_metrics.collector.ingest import (
     DEFAULT_MAX_CONCURRENT_INGESTS,
 )
 from readme_metrics.collector.server import Collector
-from readme_metrics.collector.storage import Storage
+from readme_metrics.collector.storage import DEFAULT_DB, open_storage
 
 DEFAULT_PORT = 8787
-DEFAULT_DB = "readme-metrics.sqlite3"
+_DB_HELP = f"a SQLite file or a postgresql:// URL (default: $README_METRICS_DB, else ./{DEFAULT_DB})"
 
 
 def _non_negative_float(text: str) -> float:
@@ -85,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)"
     )
-    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default ./{DEFAULT_DB})")
+    serve.add_argument("--db", help=_DB_HELP)
     serve.add_argument(
         "--api-key",
         action="append",
@@ -144,13 +146,17 @@ def parser() -> argparse.ArgumentParser:
         "logs already stored are skipped.",
     )
     load.add_argument("files", nargs="+", metavar="FILE")
-    load.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default ./{DEFAULT_DB})")
+    load.add_argument("--db", help=_DB_HELP)
     return top
+
+
+def _db(args: argparse.Namespace) -> str:
+    return str(args.db or os.environ.get("README_METRICS_DB") or DEFAULT_DB)
 
 
 def import_command(args: argparse.Namespace) -> int:
     """Exit status 0 when every line was a log, 1 when some were skipped or a file failed."""
-    storage = Storage(args.db, max_age_days=None, max_rows=None)
+    storage = open_storage(_db(args), max_age_days=None, max_rows=None)
     try:
         stored, known, bad = import_files(storage, args.files)
     except OSError as exc:
@@ -158,9 +164,7 @@ def import_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         storage.close()
-    sys.stdout.write(
-        f"imported {stored} logs into {Path(args.db).resolve()} ({known} already there, {bad} lines skipped)\n"
-    )
+    sys.stdout.write(f"imported {stored} logs into {storage.location} ({known} already there, {bad} lines skipped)\n")
     return 1 if bad else 0
 
 
@@ -168,12 +172,16 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    storage = Storage(
-        args.db,
-        max_age_days=args.max_age_days,
-        max_rows=args.max_rows,
-        prune_interval=args.prune_interval,
-    )
+    try:
+        storage = open_storage(
+            _db(args),
+            max_age_days=args.max_age_days,
+            max_rows=args.max_rows,
+            prune_interval=args.prune_interval,
+        )
+    except Exception as exc:  # a server that refuses, a file that cannot be opened, no psycopg
+        sys.stderr.write(f"readme-metrics: cannot open the database: {exc}\n")
+        return 1
     try:
         collector = Collector(
             storage,
@@ -193,7 +201,7 @@ def serve(args: argparse.Namespace) -> int:
     keys = f"{len(args.api_key)} API key(s)" if args.api_key else "any API key (use --api-key to restrict)"
     sys.stdout.write(
         f"readme-metrics collector {__version__}\n"
-        f"  storing logs in {Path(args.db).resolve()} ({storage.count()} logs so far)\n"
+        f"  storing logs in {storage.location} ({storage.count()} logs so far)\n"
         f"  accepting {keys}\n"
         f"  point the SDK at it:  README_METRICS_SERVER={collector.url}\n"
         f"  dashboard:  {collector.url}/\n"
