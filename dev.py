@@ -51,13 +51,19 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def have_command(cmd: str) -> bool:
+    """On PATH, or (PostgreSQL's server programs) in Debian's /usr/lib/postgresql/<version>/bin."""
+    return shutil.which(cmd) is not None or bool(list(Path("/usr/lib/postgresql").glob(f"*/bin/{cmd}")))
+
+
 def ensure_system_packages(commands: dict[str, list[str]]) -> None:
     """Install missing Debian packages (``{command: [packages]}``) with apt-get when root.
 
-    The dashboard test drives a real headless Chromium; the benchmark needs wrk. On a
+    The dashboard test drives a real headless Chromium; the collector's storage tests run a
+    real PostgreSQL server (initdb, pg_ctl); the benchmark needs wrk. On a
     machine where they cannot be installed, the tests that need them fail and say why.
     """
-    missing = sorted({pkg for cmd, pkgs in commands.items() if shutil.which(cmd) is None for pkg in pkgs})
+    missing = sorted({pkg for cmd, pkgs in commands.items() if not have_command(cmd) for pkg in pkgs})
     if not missing:
         return
     if not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -87,7 +93,9 @@ def main(argv: list[str]) -> int:
         if command == "lint":
             lint()
         elif command == "test":
-            ensure_system_packages({"chromium": ["chromium"], "chromedriver": ["chromium-driver"]})
+            ensure_system_packages(
+                {"chromium": ["chromium"], "chromedriver": ["chromium-driver"], "initdb": ["postgresql"]}
+            )
             lint()
             run(PY, "-m", "pytest", *rest)
         elif command == "demo":
