@@ -5,6 +5,7 @@
     python3 dev.py test     # ruff, mypy and the whole test suite (what CI runs)
     python3 dev.py lint     # ruff and mypy only
     python3 dev.py bench    # the benchmark (see docs/benchmarks.md)
+    python3 dev.py bench-ingest  # the collector's ingest rate and dashboard latency (bench/ingest.py)
 
 Extra arguments after ``test`` go to pytest (``python3 dev.py test -k wsgi -x``).
 """
@@ -84,7 +85,7 @@ def lint() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "bench", "bench-ingest"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -105,6 +106,9 @@ def main(argv: list[str]) -> int:
         elif command == "bench":
             ensure_system_packages({"wrk": ["wrk"]})
             run(PY, "bench/run.py", *rest)
+        elif command == "bench-ingest":
+            ensure_system_packages({"initdb": ["postgresql"]})
+            run(PY, "bench/ingest.py", *rest)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
     return 0

