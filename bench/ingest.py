@@ -99,27 +99,37 @@ def poster(url: str, template: bytes, size: int, seconds: float, results: Any) -
     results.put((sent, refused))
 
 
-def ingest(db: str, posters: int, size: int, seconds: float) -> dict[str, Any]:
-    srv = collector(db, "--max-concurrent-ingests", str(posters * 2), "--max-rows", "0", "--max-age-days", "0")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest(db: str, posters: int, size: int, seconds: float, collectors: int = 1) -> dict[str, Any]:
+    args = ("--max-concurrent-ingests", str(posters * 2), "--max-rows", "0", "--max-age-days", "0")
+    servers = [collector(db, *args) for _ in range(collectors)]
     try:
         template = batch_template(size)
         results: Any = multiprocessing.Queue()
         procs = [
-            multiprocessing.Process(target=poster, args=(srv.url, template, size, seconds, results))
-            for _ in range(posters)
+            multiprocessing.Process(target=poster, args=(servers[i % collectors].url, template, size, seconds, results))
+            for i in range(posters)
         ]
+        cpu = [cpu_seconds(srv.proc.pid) for srv in servers]
         started = time.monotonic()
         for p in procs:
             p.start()
         answers = [results.get(timeout=seconds + 120) for _ in procs]
         elapsed = time.monotonic() - started
+        cpu = [cpu_seconds(srv.proc.pid) - before for srv, before in zip(servers, cpu, strict=True)]
         for p in procs:
             p.join()
         sent = sum(a[0] for a in answers)
-        with urllib.request.urlopen(srv.url + "/healthz") as response:
+        with urllib.request.urlopen(servers[0].url + "/healthz") as response:
             stored = json.loads(response.read())["logs"]
     finally:
-        srv.stop()
+        for srv in servers:
+            srv.stop()
     storage = open_storage(db, max_age_days=None, max_rows=None)
     try:
         with storage.engine.reader() as conn:
@@ -127,39 +137,50 @@ def ingest(db: str, posters: int, size: int, seconds: float) -> dict[str, Any]:
     finally:
         storage.close()
     return {
+        "collectors": collectors,
         "logs_per_s": round(sent / elapsed),
         "sent": sent,
         "stored": stored,
         "distinct_ids": distinct,
         "refused_batches": sum(a[1] for a in answers),
         "log_bytes": len(template) // size,
+        "collector_cpu_us_per_log": round(sum(cpu) / max(sent, 1) * 1e6, 1),
         "ok": sent == stored == distinct,
     }
 
 
-def insert_rate(db: str, size: int, seconds: float, threads: int = 8) -> int:
-    """``storage.insert`` alone (records validated beforehand), logs per second."""
+def insert_rate(db: str, size: int, batches: int = 300, threads: int = 8) -> dict[str, Any]:
+    """``storage.insert`` alone, from ``threads`` threads (records validated beforehand)."""
     storage = open_storage(db, max_age_days=None, max_rows=None)
     template = batch_template(size)
-    count = [0]
+    t0 = time.process_time()
+    work = [
+        validate_batch(json.loads(template.replace(b"@@BATCH@@", uuid.uuid4().hex.encode()))) for _ in range(batches)
+    ]
+    validate_us = (time.process_time() - t0) / (batches * size) * 1e6
     lock = threading.Lock()
 
-    def work() -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            records = validate_batch(json.loads(template.replace(b"@@BATCH@@", uuid.uuid4().hex.encode())))
-            storage.insert(records)
+    def run() -> None:
+        while True:
             with lock:
-                count[0] += len(records)
+                if not work:
+                    return
+                records = work.pop()
+            storage.insert(records)
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    started = time.monotonic()
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    started, cpu = time.monotonic(), time.process_time()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
     storage.close()
-    return round(count[0] / (time.monotonic() - started))
+    return {
+        "logs_per_s": round(batches * size / elapsed),
+        "client_cpu_us_per_log": round(cpu / (batches * size) * 1e6, 1),
+        "parse_and_validate_cpu_us_per_log": round(validate_us, 1),
+    }
 
 
 FILL = """
@@ -171,7 +192,7 @@ SELECT 'fill-' || g, %(now)s, %(now)s - (g::float8 / %(rows)s) * 30 * 86400,
        (CASE WHEN mod(g, 3) = 0 THEN 'POST' ELSE 'GET' END) || ' /orders/{id}'
            || (CASE WHEN mod(g, 7) = 0 THEN '/lines' ELSE '' END),
        CASE WHEN mod(g, 50) = 0 THEN 500 WHEN mod(g, 20) = 0 THEN 404 ELSE 200 END,
-       5 + mod(g * 7919, 1000) / 4.0, 'sha512-key' || mod(g, 40), 'Customer ' || mod(g, 40), '10.0.0.1',
+       5 + mod(g::bigint * 7919, 1000) / 4.0, 'sha512-key' || mod(g, 40), 'Customer ' || mod(g, 40), '10.0.0.1',
        NULL, 1, 'incoming', 'api.example.test'
 FROM generate_series(1, %(rows)s) AS g
 """
@@ -222,6 +243,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--collectors", type=int, default=1, help="collector processes sharing the database")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     engines = args.engines.split(",")
@@ -232,17 +254,20 @@ def main() -> int:
         for engine in engines:
             make = (lambda name: pg.new_database(name)) if engine == "postgres" and pg else None
             db = make("ingest") if make else str(tmp / f"ingest-{uuid.uuid4().hex[:6]}.sqlite3")
-            result = ingest(db, args.posters, args.batch, args.seconds)
+            result = ingest(db, args.posters, args.batch, args.seconds, args.collectors)
             direct_db = make("direct") if make else str(tmp / f"direct-{uuid.uuid4().hex[:6]}.sqlite3")
-            result["storage_insert_logs_per_s"] = insert_rate(direct_db, args.batch, min(args.seconds, 5.0))
+            result["storage_insert"] = direct = insert_rate(direct_db, args.batch)
             report[engine] = result
             if not args.json:
                 print(
-                    f"{engine:9} ingest over HTTP: {result['logs_per_s']:>7,} logs/s "
-                    f"({args.posters} posters, batches of {args.batch}, {result['log_bytes']} B a log); "
-                    f"sent {result['sent']:,}, stored {result['stored']:,}, distinct ids {result['distinct_ids']:,}, "
-                    f"refused batches {result['refused_batches']} -> {'OK' if result['ok'] else 'MISMATCH'}; "
-                    f"storage.insert alone: {result['storage_insert_logs_per_s']:,} logs/s",
+                    f"{engine}: ingest over HTTP {result['logs_per_s']:,} logs/s ({args.posters} posters,"
+                    f" {args.collectors} collector process(es), batches of {args.batch}, {result['log_bytes']} B"
+                    f" a log); sent {result['sent']:,}, stored {result['stored']:,}, distinct ids"
+                    f" {result['distinct_ids']:,}, refused batches {result['refused_batches']}"
+                    f" -> {'OK' if result['ok'] else 'MISMATCH'}; collector CPU {result['collector_cpu_us_per_log']} us"
+                    f" a log\n  storage.insert alone (8 threads, one process): {direct['logs_per_s']:,} logs/s,"
+                    f" {direct['client_cpu_us_per_log']} us CPU a log in the process (parsing and validating"
+                    f" beforehand: {direct['parse_and_validate_cpu_us_per_log']} us a log)",
                     flush=True,
                 )
         if pg and args.rows:

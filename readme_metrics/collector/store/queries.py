@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from readme_metrics.collector.stats import shared_labels, time_series, weighted_percentiles
+from readme_metrics.collector.stats import percentiles_by, shared_labels, time_series
 from readme_metrics.collector.store.dialect import Db
 from readme_metrics.collector.store.filters import Filters
 
@@ -40,19 +40,22 @@ def list_rows(db: Db, sql: str, args: list[Any]) -> list[dict[str, Any]]:
     return [dict(zip(LIST_KEYS, row, strict=True)) for row in db.rows(sql, args)]
 
 
-def per_endpoint(db: Db, where: str, args: list[Any], key: str = "endpoint") -> list[dict[str, Any]]:
-    """Weighted count, errors and percentiles per ``key``, the busiest first."""
+def per_endpoint(
+    db: Db, where: str, args: list[Any], key: str = "endpoint", *, unit: bool = False
+) -> list[dict[str, Any]]:
+    """Weighted count, errors and percentiles per ``key``, the busiest first (``logs``: the
+    stored logs counted, unweighted). ``unit``: every weight is 1."""
     rows = []
-    for k, count, errors, *values in db.rows(
-        weighted_percentiles(
-            key,
-            f"SELECT {key}, duration_ms, status, weight FROM logs WHERE {where}",
-            PERCENTILES,
-            extra=f", {_ERRORS} AS errors",
-        ),
+    for k, count, errors, logs, *values in percentiles_by(
+        db,
+        key,
+        f"SELECT {key}, duration_ms, status, weight FROM logs WHERE {where}",
         args,
+        PERCENTILES,
+        extra=f", {_ERRORS} AS errors, count(*) AS logs",
+        unit=unit,
     ):
-        row = {"endpoint": k, "count": number(count), "errors": number(errors)}
+        row = {"endpoint": k, "count": number(count), "errors": number(errors), "logs": logs}
         row.update({f"p{p}": value for p, value in zip(PERCENTILES, values, strict=True)})
         rows.append(row)
     rows.sort(key=lambda r: (-r["count"], r["endpoint"]))
@@ -62,12 +65,15 @@ def per_endpoint(db: Db, where: str, args: list[Any], key: str = "endpoint") -> 
 def summary(db: Db, filters: Filters, now: float) -> dict[str, Any]:
     """Every figure of the dashboard for the logs matching ``filters`` (incoming by default)."""
     where, args = filters.where(db.dialect)
-    stored, latest = db.one("SELECT count(*), coalesce(max(seq), 0) FROM logs")
-    logs, total, errors, first, last, callers = db.one(
+    if db.dialect.name == "postgresql":
+        db.run("SET LOCAL work_mem = '64MB'")  # sorts of a million rows in memory
+    stored, latest = stored_and_latest(db)
+    logs, total, errors, first, last, lightest, heaviest = db.one(
         f"SELECT count(*), coalesce(sum(weight), 0), coalesce({_ERRORS}, 0), min(started), max(started),"
-        f" count(DISTINCT group_id) FROM logs WHERE {where}",
+        f" min(weight), max(weight) FROM logs WHERE {where}",
         args,
     )
+    unit = lightest == heaviest == 1
     statuses = {
         str(status): number(n)
         for status, n in db.rows(
@@ -84,39 +90,38 @@ def summary(db: Db, filters: Filters, now: float) -> dict[str, Any]:
     hi = filters.until if filters.until is not None else (now if filters.since is not None else last)
     series: dict[str, Any] = {"bucket_seconds": 0, "start": None, "points": []}
     if lo is not None and hi is not None and logs:
-        series = time_series(db, where, args, lo, hi)
+        series = time_series(db, where, args, lo, hi, unit=unit)
 
-    endpoints = per_endpoint(db, where, args)
-    groups = [
-        {"id": gid, "label": label, "count": number(n), "errors": number(e)}
-        for gid, label, n, e in db.rows(
-            f"SELECT group_id, max(group_label), sum(weight), {_ERRORS} FROM logs WHERE {where}"
-            " GROUP BY group_id ORDER BY sum(weight) DESC, group_id LIMIT 10",
-            args,
-        )
-    ]
+    endpoints = per_endpoint(db, where, args, unit=unit)
+    callers, top = top_callers(db, where, args, 200)
+    groups = top[:10]
     recent_errors = list_rows(
         db,
         f"SELECT {LIST_COLUMNS} FROM logs WHERE ({where}) AND status >= 400 ORDER BY started DESC, seq DESC LIMIT 10",
         args,
     )
 
-    # Choices for the filter menus: everything in the time range.
+    # Choices for the filter menus: everything in the time range (the figures above, when
+    # nothing but the time range is asked for).
     t_where, t_args = filters.only_time().where(db.dialect)
-    facet_endpoints = [
-        {"endpoint": e, "count": n}
-        for e, n in db.rows(
-            f"SELECT endpoint, count(*) FROM logs WHERE {t_where} GROUP BY endpoint ORDER BY endpoint", t_args
-        )
-    ]
-    facet_groups = [
-        {"id": gid, "label": label, "count": n}
-        for gid, label, n in db.rows(
-            f"SELECT group_id, max(group_label), count(*) FROM logs WHERE {t_where}"
-            " GROUP BY group_id ORDER BY count(*) DESC, group_id LIMIT 200",
-            t_args,
-        )
-    ]
+    if (t_where, t_args) == (where, args):
+        facet_endpoints = sorted(({"endpoint": e["endpoint"], "count": e["logs"]} for e in endpoints), key=_endpoint)
+        t_groups = top
+    else:
+        facet_endpoints = [
+            {"endpoint": e, "count": n}
+            for e, n in db.rows(
+                f"SELECT endpoint, count(*) FROM logs WHERE {t_where} GROUP BY endpoint ORDER BY endpoint", t_args
+            )
+        ]
+        t_groups = top_callers(db, t_where, t_args, 200)[1]
+    facet_groups = sorted(
+        ({"id": g["id"], "label": g["label"], "count": g["logs"]} for g in t_groups),
+        key=lambda g: (-g["count"], g["id"]),
+    )
+    groups = [{k: v for k, v in g.items() if k != "logs"} for g in groups]
+    for row in endpoints:
+        del row["logs"]
     return {
         "total": number(total),
         "logs": logs,
@@ -138,6 +143,40 @@ def summary(db: Db, filters: Filters, now: float) -> dict[str, Any]:
     }
 
 
+#: Above this many rows, PostgreSQL's "stored" figure is the planner's estimate (counting
+#: a million rows takes a scan of the table; the estimate is kept by autovacuum/ANALYZE).
+EXACT_COUNT_LIMIT = 200_000
+
+
+def stored_and_latest(db: Db) -> tuple[int, int]:
+    """(Logs stored, the newest row's ``seq``): what changes when logs arrive."""
+    (latest,) = db.one("SELECT coalesce(max(seq), 0) FROM logs")
+    if db.dialect.name == "postgresql":
+        (estimate,) = db.one("SELECT reltuples FROM pg_class WHERE oid = CAST('logs' AS regclass)")
+        if estimate is not None and estimate > EXACT_COUNT_LIMIT:
+            return int(estimate), int(latest)
+    (stored,) = db.one("SELECT count(*) FROM logs")
+    return int(stored), int(latest)
+
+
+def _endpoint(row: dict[str, Any]) -> str:
+    return str(row["endpoint"])
+
+
+def top_callers(db: Db, where: str, args: list[Any], limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """(How many callers, the ``limit`` busiest: weighted count and errors, ``logs`` stored)."""
+    rows = db.rows(
+        f"SELECT group_id, max(group_label), sum(weight), {_ERRORS}, count(*), count(*) OVER ()"
+        f" FROM logs WHERE {where} GROUP BY group_id ORDER BY sum(weight) DESC, group_id LIMIT ?",
+        [*args, limit],
+    )
+    groups = [
+        {"id": gid, "label": label, "count": number(n), "errors": number(e), "logs": logs}
+        for gid, label, n, e, logs, _ in rows
+    ]
+    return (rows[0][-1] if rows else 0), groups
+
+
 def outgoing_summary(db: Db, filters: Filters) -> dict[str, Any]:
     """The calls the API made (``direction`` forced to outgoing): per host and per endpoint."""
     where, args = filters.with_direction("outgoing").where(db.dialect)
@@ -145,5 +184,7 @@ def outgoing_summary(db: Db, filters: Filters) -> dict[str, Any]:
     hosts = per_endpoint(db, where, args, key="host")
     for row in hosts:
         row["host"] = row.pop("endpoint")
+    for row in (*endpoints, *hosts):
+        del row["logs"]
     (total,) = db.one(f"SELECT coalesce(sum(weight), 0) FROM logs WHERE {where}", args)
     return {"total": number(total), "hosts": hosts, "endpoints": endpoints}
