@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -28,6 +30,7 @@ from readme_metrics.collector.storage import (
     validate_batch,
 )
 from tests.collector_rig import collector, get_json, make_log, post, wait_count
+from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -418,3 +421,41 @@ def test_text_with_nul_characters_is_stored(store: Storage) -> None:
     assert store.insert(validate_batch([log])) == 1
     assert store.get(log["_id"]) == json.loads(json.dumps(log))
     assert store.count(Filters(q="nul")) == 1
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+def test_the_database_can_come_from_the_environment(postgres_server: Any) -> None:
+    url = postgres_server.new_database("env")
+    with_password = url.replace("postgres@", "postgres:hunter2@")  # trust auth: any password does
+    port = free_port()
+    srv = Server(
+        [sys.executable, "-m", "readme_metrics", "serve", "--port", str(port)],
+        port,
+        env={"README_METRICS_DB": with_password},
+    )
+    try:
+        assert post(srv.url, [make_log()]) == (202, {"accepted": 1, "stored": 1})
+    finally:
+        out = srv.stop()
+    assert f"storing logs in {url.replace('postgres@', 'postgres:***@')} (0 logs so far)" in out
+    assert "hunter2" not in out
+    store = open_storage(url)
+    try:
+        assert store.count() == 1
+    finally:
+        store.close()
+
+
+def test_a_database_that_cannot_be_reached_is_an_error_at_start(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "readme_metrics", "serve", "--port", "0", "--db", f"postgresql://x@127.0.0.1:{port}/db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "cannot open the database" in result.stderr and "Traceback" not in result.stderr
