@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 
 from readme_metrics.collector.store.core import DEFAULT_DB, Storage, open_storage
-from readme_metrics.collector.store.filters import MAX_FILTER_TIME, Filters
+from readme_metrics.collector.store.filters import FILTER_NAMES, MAX_FILTER_TIME, Filters
 from readme_metrics.collector.store.queries import PERCENTILES
 from readme_metrics.collector.store.records import (
     InvalidLogError,
@@ -30,6 +30,7 @@ from readme_metrics.collector.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "DEFAULT_DB",
+    "FILTER_NAMES",
     "MAX_FILTER_TIME",
     "PERCENTILES",
     "SCHEMA_VERSION",

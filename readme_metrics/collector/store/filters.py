@@ -14,7 +14,8 @@ _STATUS_TOKEN = re.compile(r"^(?:[1-5]xx|errors|\d{1,3})$")
 MAX_FILTER_TIME = 253402300800
 #: The values of ``direction``.
 DIRECTIONS = ("incoming", "outgoing", "all")
-_TEXT_PARAMS = ("since", "until", "endpoint", "status", "group", "q", "meta_key", "meta_value", "direction", "parent")
+#: The filters' names (query parameters, and keys of an export's ``filters``).
+FILTER_NAMES = ("since", "until", "endpoint", "status", "group", "q", "meta_key", "meta_value", "direction", "parent")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Filters:
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> Filters:
         """From URL query parameters (``ValueError`` if one is malformed or out of range)."""
-        for name in _TEXT_PARAMS:
+        for name in FILTER_NAMES:
             try:
                 params.get(name, "").encode("utf-8")
             except UnicodeEncodeError:
