@@ -26,6 +26,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -278,6 +279,7 @@ def main() -> int:
                 for name, f in d["queries"].items():
                     print(f"  {name:34} p50 {f['p50_ms']:>7} ms   p95 {f['p95_ms']:>7} ms")
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         if pg:
             pg.stop()
     if args.json:
