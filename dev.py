@@ -5,6 +5,7 @@
     python3 dev.py test     # ruff, mypy and the whole test suite (what CI runs)
     python3 dev.py lint     # ruff and mypy only
     python3 dev.py bench    # the benchmark (see docs/benchmarks.md)
+    python3 dev.py bench-ingest  # the collector's ingest rate and dashboard latency (bench/ingest.py)
 
 Extra arguments after ``test`` go to pytest (``python3 dev.py test -k wsgi -x``).
 """
@@ -51,14 +52,20 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def have_command(cmd: str) -> bool:
+    """On PATH, or (PostgreSQL's server programs) in Debian's /usr/lib/postgresql/<version>/bin."""
+    return shutil.which(cmd) is not None or bool(list(Path("/usr/lib/postgresql").glob(f"*/bin/{cmd}")))
+
+
 def ensure_system_packages(commands: dict[str, list[str]]) -> None:
     """Install missing Debian packages (``{command: [packages]}``) with apt-get when root.
 
-    The dashboard test drives a real headless Chromium, the collector's Prometheus test a
-    real Prometheus server; the benchmark needs wrk. On a
+    The dashboard test drives a real headless Chromium; the collector's storage tests run a
+    real PostgreSQL server (initdb, pg_ctl), its Prometheus test a real Prometheus server;
+    the benchmark needs wrk. On a
     machine where they cannot be installed, the tests that need them fail and say why.
     """
-    missing = sorted({pkg for cmd, pkgs in commands.items() if shutil.which(cmd) is None for pkg in pkgs})
+    missing = sorted({pkg for cmd, pkgs in commands.items() if not have_command(cmd) for pkg in pkgs})
     if not missing:
         return
     if not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -79,7 +86,7 @@ def lint() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "bench", "bench-ingest"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -89,7 +96,12 @@ def main(argv: list[str]) -> int:
             lint()
         elif command == "test":
             ensure_system_packages(
-                {"chromium": ["chromium"], "chromedriver": ["chromium-driver"], "prometheus": ["prometheus"]}
+                {
+                    "chromium": ["chromium"],
+                    "chromedriver": ["chromium-driver"],
+                    "prometheus": ["prometheus"],
+                    "initdb": ["postgresql"],
+                }
             )
             lint()
             run(PY, "-m", "pytest", *rest)
@@ -100,6 +112,9 @@ def main(argv: list[str]) -> int:
         elif command == "bench":
             ensure_system_packages({"wrk": ["wrk"]})
             run(PY, "bench/run.py", *rest)
+        elif command == "bench-ingest":
+            ensure_system_packages({"initdb": ["postgresql"]})
+            run(PY, "bench/ingest.py", *rest)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
     return 0

@@ -124,7 +124,7 @@ def get_json(base: str, path: str) -> Any:
     return body
 
 
-def collector(db: Path, *args: str) -> Server:
+def collector(db: Path | str, *args: str) -> Server:
     """``python -m readme_metrics serve`` as a subprocess on a free port."""
     port = free_port()
     argv = [sys.executable, "-m", "readme_metrics", "serve", "--port", str(port), "--db", str(db), *args]

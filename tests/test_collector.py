@@ -47,8 +47,8 @@ KEYS = ("test-api-key", "second-key")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    db = tmp_path_factory.mktemp("collector") / "logs.sqlite3"
+def server(new_db: Callable[[str], str]) -> Iterator[Server]:
+    db = new_db("logs")
     srv = collector(db, "--api-key", KEYS[0], "--api-key", KEYS[1], "--max-batch-mb", "1")
     yield srv
     out = srv.stop()
@@ -456,9 +456,9 @@ def test_max_batch_mb_must_be_positive(value: str, tmp_path: Path, capsys: pytes
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def figures(new_db: Callable[[str], str]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """An in-process collector holding known logs, over real HTTP."""
-    db = tmp_path_factory.mktemp("figures") / "logs.sqlite3"
+    db = new_db("figures")
     with Collector(Storage(db)) as c:
         now = time.time()
         logs = []
@@ -598,9 +598,9 @@ _POSTER = textwrap.dedent(
 )
 
 
-def test_concurrent_ingestion_from_several_processes(server: Server, marker: str, tmp_path: Path) -> None:
-    """Several app processes post at once, to two collector processes sharing one file."""
-    db = tmp_path / "shared.sqlite3"
+def test_concurrent_ingestion_from_several_processes(server: Server, marker: str, new_db: Callable[[str], str]) -> None:
+    """Several app processes post at once, to two collector processes sharing one database."""
+    db = new_db("shared")
     one = collector(db)
     two = collector(db)
     try:
@@ -626,8 +626,9 @@ def test_concurrent_ingestion_from_several_processes(server: Server, marker: str
         two.stop()
 
 
-def test_retention(tmp_path: Path) -> None:
-    srv = collector(tmp_path / "r.sqlite3", "--max-rows", "10", "--max-age-days", "1", "--prune-interval", "0")
+def test_retention(new_db: Callable[[str], str]) -> None:
+    db = new_db("r")
+    srv = collector(db, "--max-rows", "10", "--max-age-days", "1", "--prune-interval", "0")
     try:
         now = time.time()
         old = [make_log(started=now - 3 * 86400) for _ in range(5)]
@@ -642,7 +643,7 @@ def test_retention(tmp_path: Path) -> None:
     finally:
         srv.stop()
     # Pruned at start-up too.
-    srv = collector(tmp_path / "r.sqlite3", "--max-rows", "3")
+    srv = collector(db, "--max-rows", "3")
     try:
         assert get_json(srv.url, "/healthz")["logs"] == 3
     finally:

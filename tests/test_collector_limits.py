@@ -325,7 +325,7 @@ _filter_objects = st.dictionaries(
 )
 
 
-_FILTER_NAMES = {"since", "until", "endpoint", "status", "group", "q"}
+_FILTER_NAMES = {"since", "until", "endpoint", "status", "group", "q", "meta_key", "meta_value", "direction", "parent"}
 
 
 def _well_formed(request: Any) -> bool:

@@ -7,8 +7,7 @@ bucket, the request counts by status class and the nearest-rank p50 and p95 (wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -43,8 +42,8 @@ def burst_logs() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Storage]:
-    storage = Storage(tmp_path / "logs.sqlite3", max_age_days=None)
+def store(new_db: Callable[[str], str]) -> Iterator[Storage]:
+    storage = Storage(new_db("logs"), max_age_days=None)
     yield storage
     storage.close()
 
@@ -139,8 +138,8 @@ def test_shared_labels(store: Storage) -> None:
     assert store.summary(Filters(group="sha512-one?1234"), now=T0 + 10)["shared_labels"] == ["Acme", "Old", "Solo"]
 
 
-def test_stored_and_latest_change_when_logs_arrive(tmp_path: Path) -> None:
-    with Collector(Storage(tmp_path / "logs.sqlite3")) as c:
+def test_stored_and_latest_change_when_logs_arrive(new_db: Callable[[str], str]) -> None:
+    with Collector(Storage(new_db("logs"))) as c:
         assert get_json(c.url, "/healthz") == {"ok": True, "logs": 0, "latest": 0}
         empty = get_json(c.url, "/api/summary")
         assert (empty["stored"], empty["latest"], empty["total"]) == (0, 0, 0)

@@ -2,13 +2,16 @@
 
 ``readme-metrics serve`` (or ``python -m readme_metrics serve``) starts an HTTP server that
 speaks the metrics API's protocol (``POST /v1/request``, Basic auth with the API key, a
-JSON array of log objects, plain or gzip), keeps what it receives in one SQLite file and
-shows it in a browser at ``/``. Point the SDK at it with ``README_METRICS_SERVER``.
+JSON array of log objects, plain or gzip), keeps what it receives in one SQLite file (or
+a PostgreSQL database: ``--db postgresql://...``) and shows it in a browser at ``/``.
+Point the SDK at it with ``README_METRICS_SERVER``.
 
-The storage and the ``import`` command need only the standard library; the server is
-Starlette on uvicorn with ``prometheus_client`` (``pip install "readme-metrics[collector]"``).
+The storage and the ``import`` command need only the standard library (PostgreSQL needs
+psycopg 3: the ``postgres`` extra); the server is Starlette on uvicorn with
+``prometheus_client`` (``pip install "readme-metrics[collector]"``).
 
-- :mod:`readme_metrics.collector.storage`: validation of log objects and the SQLite store.
+- :mod:`readme_metrics.collector.storage`: validation of log objects and the store, whose
+  modules are in :mod:`readme_metrics.collector.store` (SQLite and PostgreSQL engines).
 - :mod:`readme_metrics.collector.stats`: the figures over time, and labels several callers share.
 - :mod:`readme_metrics.collector.service`: keys, the ingest gate and bound, storing, retention.
 - :mod:`readme_metrics.collector.routes`: the HTTP routes (a Starlette application).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -49,8 +48,7 @@ def create_app(
     credentials = settings.credentials
     check_bind(settings.host, credentials)
     store = storage if storage is not None else open_store(settings)
-    db_path = Path(settings.db) if storage is None and "://" not in settings.db else None
-    metrics = Metrics(store.count, db_path, settings.max_routes)
+    metrics = Metrics(store.count, store.size_bytes, settings.max_routes)
     service = Service(
         store,
         api_keys=settings.api_keys,

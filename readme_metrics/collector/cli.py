@@ -4,14 +4,16 @@
 
 ::
 
-    readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3]
+    readme-metrics serve [--host 127.0.0.1] [--port 8787] [--db ./readme-metrics.sqlite3 | postgresql://...]
                          [--api-key KEY ...] [--max-age-days 30] [--max-rows 100000]
                          [--max-batch-mb 64] [--max-batch-values 1000000] [--max-batch-depth 64]
                          [--max-concurrent-ingests 4] [--prune-interval 60] [--public-url URL]
                          [--workers 1] [--token TOKEN] [--basic-auth USER:PASSWORD] [-v]
 
 With no ``--api-key`` the collector accepts any non-empty API key (it is a local tool);
-give one or more to accept only those. ``--port 0`` picks a free port. The command writes
+give one or more to accept only those. ``--db`` (default: ``$README_METRICS_DB``, else
+``./readme-metrics.sqlite3``) is a SQLite file or a ``postgresql://`` URL (the ``postgres``
+extra). ``--port 0`` picks a free port. The command writes
 the dashboard URL and the ``README_METRICS_SERVER`` value to use on standard output, then
 serves until Ctrl-C or SIGTERM (batches being stored are finished first). ``--workers N``
 runs N uvicorn worker processes on the one socket (``/metrics`` counts them all, through
@@ -29,7 +31,6 @@ import shutil
 import socket
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from readme_metrics._version import __version__
@@ -40,11 +41,12 @@ from readme_metrics.collector.ingest import (
     DEFAULT_MAX_BATCH_VALUES,
     DEFAULT_MAX_CONCURRENT_INGESTS,
 )
-from readme_metrics.collector.settings import DEFAULT_DB, DEFAULT_MAX_ROUTES, Settings, open_store
-from readme_metrics.collector.storage import Storage
+from readme_metrics.collector.settings import DEFAULT_MAX_ROUTES, Settings, open_store
+from readme_metrics.collector.storage import DEFAULT_DB, open_storage
 
 DEFAULT_PORT = 8787
 EXTRA_NEEDED = 'readme-metrics serve needs the collector extra: pip install "readme-metrics[collector]" ({})\n'
+_DB_HELP = f"a SQLite file or a postgresql:// URL (default: $README_METRICS_DB, else ./{DEFAULT_DB})"
 
 
 def _non_negative_float(text: str) -> float:
@@ -92,7 +94,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)"
     )
-    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default ./{DEFAULT_DB})")
+    serve.add_argument("--db", help=_DB_HELP)
     serve.add_argument(
         "--api-key",
         action="append",
@@ -172,13 +174,17 @@ def parser() -> argparse.ArgumentParser:
         "logs already stored are skipped.",
     )
     load.add_argument("files", nargs="+", metavar="FILE")
-    load.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default ./{DEFAULT_DB})")
+    load.add_argument("--db", help=_DB_HELP)
     return top
+
+
+def _db(args: argparse.Namespace) -> str:
+    return str(args.db or os.environ.get("README_METRICS_DB") or DEFAULT_DB)
 
 
 def import_command(args: argparse.Namespace) -> int:
     """Exit status 0 when every line was a log, 1 when some were skipped or a file failed."""
-    storage = Storage(args.db, max_age_days=None, max_rows=None)
+    storage = open_storage(_db(args), max_age_days=None, max_rows=None)
     try:
         stored, known, bad = import_files(storage, args.files)
     except OSError as exc:
@@ -186,15 +192,13 @@ def import_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         storage.close()
-    sys.stdout.write(
-        f"imported {stored} logs into {Path(args.db).resolve()} ({known} already there, {bad} lines skipped)\n"
-    )
+    sys.stdout.write(f"imported {stored} logs into {storage.location} ({known} already there, {bad} lines skipped)\n")
     return 1 if bad else 0
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
     return Settings(
-        db=args.db,
+        db=_db(args),
         host=args.host,
         api_keys=tuple(args.api_key),
         token=args.token,
@@ -237,8 +241,13 @@ def serve(args: argparse.Namespace) -> int:
     metrics_dir = None
     try:
         if args.workers == 1:
-            app = create_app(settings)
-            count = app.state.service.storage.count()
+            try:
+                app = create_app(settings)
+            except Exception as exc:  # a server that refuses, a file that cannot be opened, no psycopg
+                sys.stderr.write(f"readme-metrics: cannot open the database: {exc}\n")
+                return 1
+            storage = app.state.service.storage
+            count, location = storage.count(), storage.location
             config = uvicorn_config(app, access_log=args.verbose)
         else:
             # The workers are new processes: they read the settings from the environment, and
@@ -247,11 +256,15 @@ def serve(args: argparse.Namespace) -> int:
             given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
             metrics_dir = None if given else tempfile.mkdtemp(prefix="readme-metrics-prometheus-")
             os.environ.update(settings.to_env(), PROMETHEUS_MULTIPROC_DIR=given or metrics_dir or "")
-            storage = open_store(settings)  # creates the database before the workers race to
-            count = storage.count()
+            try:
+                storage = open_store(settings)  # creates the database before the workers race to
+            except Exception as exc:
+                sys.stderr.write(f"readme-metrics: cannot open the database: {exc}\n")
+                return 1
+            count, location = storage.count(), storage.location
             storage.close()
             config = uvicorn_config("readme_metrics.collector.app:app", workers=args.workers, access_log=args.verbose)
-        _banner(settings, url, count, args.workers)
+        _banner(settings, url, location, count, args.workers)
         if args.workers == 1:
             StoppingServer(config).run(sockets=[sock])
         else:
@@ -264,12 +277,12 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(settings: Settings, url: str, count: int, workers: int) -> None:
+def _banner(settings: Settings, url: str, location: str, count: int, workers: int) -> None:
     keys = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "any API key (use --api-key to restrict)"
     access = "open on loopback" if not settings.credentials else "needs the token or basic credentials off loopback"
     sys.stdout.write(
         f"readme-metrics collector {__version__}\n"
-        f"  storing logs in {Path(settings.db).resolve()} ({count} logs so far)\n"
+        f"  storing logs in {location} ({count} logs so far)\n"
         f"  accepting {keys}\n"
         f"  dashboard and /metrics: {access}; {workers} worker process(es)\n"
         f"  point the SDK at it:  README_METRICS_SERVER={url}\n"

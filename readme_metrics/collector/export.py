@@ -2,8 +2,9 @@
 
 The body is a JSON object with ``ids`` (an array of log ids) or ``filters`` (an object
 of the dashboard's filters: ``since``, ``until``, ``endpoint``, ``status``, ``group``,
-``q``; each a string or a number, ``null`` meaning absent), not both. ``{}`` or an empty
-body exports every log. Anything else is refused with 400, before any query runs.
+``q``, ``meta_key``, ``meta_value``, ``direction``, ``parent``; each a string or a
+number, ``null`` meaning absent), not both. ``{}`` or an empty body exports every log.
+Anything else is refused with 400, before any query runs.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 from readme_metrics._version import __version__
 from readme_metrics.collector.errors import HttpError
-from readme_metrics.collector.storage import Filters, Log
+from readme_metrics.collector.storage import FILTER_NAMES, Filters, Log
 
 EXPORT_LIMIT = 10_000
-_FILTER_NAMES = ("since", "until", "endpoint", "status", "group", "q")
+_FILTER_NAMES = FILTER_NAMES
 
 
 def _filters(raw: Any) -> Filters:

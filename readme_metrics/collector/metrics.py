@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -55,22 +54,22 @@ def status_class(status: int) -> str:
 
 
 class _StorageSize(PromCollector):
-    def __init__(self, count: Callable[[], int], path: Path | None) -> None:
-        self.count, self.path = count, path
+    def __init__(self, count: Callable[[], int], size: Callable[[], int]) -> None:
+        self.count, self.size = count, size
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("readme_metrics_collector_stored_logs", "Logs in the store.", value=self.count())
-        if self.path is not None:
-            size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
-            yield GaugeMetricFamily(
-                "readme_metrics_collector_storage_bytes", "Bytes of the SQLite file and its WAL.", value=size
-            )
+        yield GaugeMetricFamily(
+            "readme_metrics_collector_storage_bytes",
+            "Bytes the logs take on disk (the SQLite file and its WAL, or PostgreSQL's tables).",
+            value=self.size(),
+        )
 
 
 class Metrics:
     """The collector's Prometheus metrics (one per application)."""
 
-    def __init__(self, count: Callable[[], int], db_path: Path | None, max_routes: int) -> None:
+    def __init__(self, count: Callable[[], int], size: Callable[[], int], max_routes: int) -> None:
         self.multiprocess = multiprocess_dir()
         self.registry = CollectorRegistry()
         own = None if self.multiprocess else self.registry  # multiprocess: values live in files
@@ -101,7 +100,7 @@ class Metrics:
             'Logs labelled route="other": the distinct routes were at max_routes.',
             registry=own,
         )
-        self._size = _StorageSize(count, db_path)
+        self._size = _StorageSize(count, size)
         if self.multiprocess:
             MultiProcessCollector(self.registry, self.multiprocess)  # type: ignore[no-untyped-call]
         self.registry.register(self._size)

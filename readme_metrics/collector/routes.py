@@ -1,8 +1,8 @@
 """The collector's routes, as a Starlette application (see docs/collector.md for the answers).
 
 ``POST /v1/request`` and ``GET /v1``: the metrics API (API key). ``GET /`` and
-``/logs/<id>``: the dashboard page; ``/api/summary``, ``/api/logs``, ``/api/logs/<id>``,
-``/api/export.har`` and ``/healthz``: its JSON; ``/metrics``: Prometheus. Every route first
+``/logs/<id>``: the dashboard page; ``/api/summary``, ``/api/outgoing``, ``/api/logs``,
+``/api/logs/<id>``, ``/api/export.har`` and ``/healthz``: its JSON; ``/metrics``: Prometheus. Every route first
 passes the ``Host`` and cross-site ``POST`` rules of :mod:`.guard`; all but the metrics
 API's then pass the access rule of :mod:`.access`. Errors are ``{"error": reason}``.
 
@@ -183,6 +183,8 @@ class Routes:
         storage = self.service.storage
         if path == "/api/summary":
             return json_answer(200, await run_in_threadpool(storage.summary, _filters(query)))
+        if path == "/api/outgoing":
+            return json_answer(200, await run_in_threadpool(storage.outgoing_summary, _filters(query)))
         if path == "/api/logs":
             filters = _filters(query)
             limit = _int(query, "limit", 100, 1, 1000)
@@ -242,6 +244,7 @@ class Routes:
             Route("/api/export.har", g(self.export)),
             Route("/api/summary", g(self.api)),
             Route("/api/logs", g(self.api)),
+            Route("/api/outgoing", g(self.api)),
             Route("/api/logs/{log_id:path}", g(self.api)),
             Route("/{rest:path}", g(self.not_found)),
         ]

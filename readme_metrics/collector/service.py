@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,14 +23,8 @@ _CHALLENGE = {"WWW-Authenticate": 'Basic realm="readme-metrics collector"'}
 
 
 def weight_of(record: Record) -> float:
-    """How many requests a stored log stands for: its entry's ``_weight`` (1 when absent or odd)."""
-    try:
-        weight = record.log["request"]["log"]["entries"][0].get("_weight", 1)
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return 1.0
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 1:
-        return 1.0
-    return float(weight)
+    """How many requests a stored log stands for (its entry's ``_weight``, validated on ingest)."""
+    return record.weight
 
 
 class Service:

@@ -20,10 +20,9 @@ from readme_metrics.collector.ingest import (
     DEFAULT_MAX_CONCURRENT_INGESTS,
     BatchLimits,
 )
-from readme_metrics.collector.storage import Storage
+from readme_metrics.collector.storage import DEFAULT_DB, Storage, open_storage
 
 PREFIX = "README_METRICS_"
-DEFAULT_DB = "readme-metrics.sqlite3"
 #: Distinct routes /metrics labels (per process); more are counted under "other".
 DEFAULT_MAX_ROUTES = 200
 
@@ -92,7 +91,7 @@ class Settings:
 
 def open_store(settings: Settings) -> Storage:
     """The storage of the settings (the one place the collector opens it)."""
-    return Storage(
+    return open_storage(
         settings.db,
         max_age_days=settings.max_age_days,
         max_rows=settings.max_rows,

@@ -6,19 +6,23 @@
   of ``n`` sorted durations is the value at rank ``ceil(0.95 * n)``).
 - :func:`shared_labels` lists the caller labels that more than one caller id uses.
 
-Every aggregation runs in SQL, and the SQL is kept standard so that another database can
-run it (issue 18: PostgreSQL): sub-queries instead of ``GROUP BY`` on an alias, the
-percentiles with the window functions ``ROW_NUMBER()`` and ``COUNT(*) OVER`` (SQLite
-3.25 and later) and integer arithmetic for the rank. One difference remains: the bucket
-index is ``CAST(x AS INTEGER)``, which truncates in SQLite (``x`` is never negative
-here) but rounds in PostgreSQL, where it must become ``FLOOR(x)``.
+Every aggregation runs in SQL, and the SQL is the same on SQLite and PostgreSQL:
+sub-queries instead of ``GROUP BY`` on an alias, the (weighted) percentiles with the
+window function ``SUM(weight) OVER (... ORDER BY duration_ms)`` (SQLite 3.25 and later).
+One difference remains, the dialect's: the bucket index is ``CAST(x AS INTEGER)`` in
+SQLite, which truncates (``x`` is never negative here), but ``FLOOR(x)`` in PostgreSQL,
+where the cast rounds. Counts are weighted (``weight``: how many requests a sampled log
+stands for).
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from readme_metrics.collector.store.dialect import Db
 
 #: Round bucket widths in milliseconds: 10 ms to 2 h, then 3, 6, 12 h, a day, a week.
 _BUCKETS_MS = (
@@ -51,12 +55,45 @@ def bucket_seconds(span: float, target: int = TARGET_BUCKETS) -> float:
     return bucket_ms(span, target) / 1000
 
 
-def _rank(p: int, n: int) -> int:
-    """Nearest rank of percentile ``p`` among ``n`` values (1-based), as the SQL computes it."""
-    return (p * n + 99) // 100
+def weighted_percentiles(key: str, source: str, percentiles: Sequence[int], *, extra: str = "") -> str:
+    """SQL: per ``key``, the total weight (then ``extra`` aggregates), then each weighted
+    percentile of ``duration_ms`` among the rows of ``source`` (a ``SELECT`` of ``key``,
+    ``duration_ms``, ``status`` and ``weight``).
+
+    The cumulative weight is compared as ``cum * 100 >= p * total``: exact for whole
+    weights, so that with every weight 1 it is the nearest rank ``ceil(p * n / 100)``.
+    """
+    values = ", ".join(f"min(CASE WHEN cum * 100 >= {int(p)} * total THEN duration_ms END)" for p in percentiles)
+    return (
+        f"SELECT k, max(total){extra}, {values} FROM ("
+        f" SELECT {key} AS k, duration_ms, status, weight,"
+        f" SUM(weight) OVER (PARTITION BY {key} ORDER BY duration_ms ROWS UNBOUNDED PRECEDING) AS cum,"
+        f" SUM(weight) OVER (PARTITION BY {key}) AS total FROM ({source}) AS s"
+        ") AS w GROUP BY k"
+    )
 
 
-def time_series(conn: sqlite3.Connection, where: str, args: list[Any], lo: float, hi: float) -> dict[str, Any]:
+def percentiles_by(
+    db: Db, key: str, source: str, args: list[Any], percentiles: Sequence[int], *, extra: str = "", unit: bool = False
+) -> list[tuple[Any, ...]]:
+    """Rows ``(key, total weight, *extra, *percentiles)`` (see :func:`weighted_percentiles`).
+
+    ``unit``: every selected weight is 1. PostgreSQL then takes ``percentile_disc``, its
+    ordered-set aggregate (the nearest rank: the same figures), which sorts each group
+    once instead of computing a running sum over every row.
+    """
+    if not (unit and db.dialect.name == "postgresql"):
+        return db.rows(weighted_percentiles(key, source, percentiles, extra=extra), args)
+    fractions = ", ".join(str(p / 100) for p in percentiles)
+    rows = db.rows(
+        f"SELECT {key} AS k, sum(weight){extra},"
+        f" percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY duration_ms) FROM ({source}) AS s GROUP BY k",
+        args,
+    )
+    return [(*row[:-1], *row[-1]) for row in rows]
+
+
+def time_series(db: Db, where: str, args: list[Any], lo: float, hi: float, *, unit: bool = False) -> dict[str, Any]:
     """Requests by status class and latency percentiles per bucket, from ``lo`` to ``hi``.
 
     ``where`` and ``args`` select the logs, which start within ``[lo, hi]``, except those
@@ -80,38 +117,36 @@ def time_series(conn: sqlite3.Connection, where: str, args: list[Any], lo: float
 
     # The bucket of each log; those from after the last bucket's start go into it.
     last = (start_ms + (count - 1) * width_ms) / 1000
+    index = db.dialect.integer("(started - ?) / ?")
     bucketed = (
-        f"SELECT CASE WHEN started >= ? THEN {count - 1} ELSE CAST((started - ?) / ? AS INTEGER) END AS b,"
-        f" status, duration_ms FROM logs WHERE {where}"
+        f"SELECT CASE WHEN started >= ? THEN {count - 1} ELSE {index} END AS b,"
+        f" status, duration_ms, weight FROM logs WHERE {where}"
     )
     bucket_args = [last, start, width, *args]
-    for index, status_class, n in conn.execute(
-        f"SELECT b, status / 100 AS c, count(*) FROM ({bucketed}) AS t GROUP BY b, status / 100", bucket_args
+    for index_, status_class, n in db.rows(
+        f"SELECT b, status / 100 AS c, sum(weight) FROM ({bucketed}) AS t GROUP BY b, status / 100", bucket_args
     ):
         if 1 <= status_class <= 5:
-            point(index)[f"{status_class}xx"] += n
+            at = point(index_)
+            at[f"{status_class}xx"] = _number(at[f"{status_class}xx"] + n)
 
-    ranks = " OR ".join(f"rn = ({p} * n + 99) / 100" for p in SERIES_PERCENTILES)
-    for index, rn, n, duration in conn.execute(
-        "SELECT b, rn, n, duration_ms FROM ("
-        " SELECT b, duration_ms, ROW_NUMBER() OVER (PARTITION BY b ORDER BY duration_ms) AS rn,"
-        f" COUNT(*) OVER (PARTITION BY b) AS n FROM ({bucketed}) AS t"
-        f") AS ranked WHERE {ranks}",
-        bucket_args,
-    ):
-        for p in SERIES_PERCENTILES:
-            if rn == _rank(p, n):
-                point(index)[f"p{p}"] = duration
+    for index_, _total, *values in percentiles_by(db, "b", bucketed, bucket_args, SERIES_PERCENTILES, unit=unit):
+        for p, value in zip(SERIES_PERCENTILES, values, strict=True):
+            point(index_)[f"p{p}"] = value
     return {"bucket_seconds": width, "start": start, "points": points}
 
 
-def shared_labels(conn: sqlite3.Connection, where: str, args: list[Any], limit: int = 1000) -> list[str]:
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def shared_labels(db: Db, where: str, args: list[Any], limit: int = 1000) -> list[str]:
     """The non-empty caller labels that several caller ids use among the selected logs."""
     return [
         label
-        for (label,) in conn.execute(
-            f"SELECT group_label FROM logs WHERE ({where}) AND group_label <> ''"
-            " GROUP BY group_label HAVING count(DISTINCT group_id) > 1 ORDER BY group_label LIMIT ?",
+        for (label,) in db.rows(
+            f"SELECT group_label FROM (SELECT DISTINCT group_label, group_id FROM logs WHERE ({where})"
+            " AND group_label <> '') AS d GROUP BY group_label HAVING count(*) > 1 ORDER BY group_label LIMIT ?",
             [*args, limit],
         )
     ]
