@@ -550,3 +550,110 @@ def test_an_empty_collector_says_how_to_use_it_and_logs_show_up_by_themselves(
     change(browser, lambda: browser.find_element(By.ID, "reset").click())
     assert button.is_enabled()
     browser.save_screenshot(str(screens / "after-logs-arrived.png"))
+
+
+# -- route templates, metadata, exceptions, sampled logs and outgoing calls (issues 16, 17) --
+
+
+def feature_logs() -> list[dict[str, Any]]:
+    """An order that failed (route, metadata, exception) and made two calls; a sampled read; others."""
+
+    def entry(log: dict[str, Any]) -> dict[str, Any]:
+        return log["request"]["log"]["entries"][0]  # type: ignore[no-any-return]
+
+    failed = make_log(
+        log_id="order-failed",
+        method="POST",
+        url="http://api.test/orders/981",
+        status=500,
+        duration_ms=80.0,
+        started=NOW - 300,
+    )
+    entry(failed).update(
+        _route="/orders/{order_id}",
+        _metadata={"tenant": "north", "plan": "gold"},
+        _exception={
+            "type": "PaymentDeclined",
+            "message": "card declined for password=[REDACTED 6]",
+            "traceback": [
+                {"file": "/srv/app/views.py", "line": 41, "function": "create_order"},
+                {"file": "/srv/app/payments.py", "line": 17, "function": "charge"},
+            ],
+        },
+    )
+    calls = []
+    for i, (url, status) in enumerate((("https://pay.example/charges", 402), ("https://stock.example/items/981", 200))):
+        call = make_log(log_id=f"call-{i}", method="POST" if i == 0 else "GET", url=url, status=status,
+                        duration_ms=20.0 + i, started=NOW - 300 + 0.01 * (2 - i))  # stored newest first
+        entry(call).update(_direction="outgoing", _parent="order-failed")
+        calls.append(call)
+    sampled = make_log(log_id="sampled-read", url="http://api.test/orders/5", started=NOW - 200)
+    entry(sampled).update(_route="/orders/{order_id}", _weight=4, _metadata={"tenant": "south"})
+    plain = make_log(log_id="plain-read", url="http://api.test/orders/6", started=NOW - 100)
+    entry(plain).update(_route="/orders/{order_id}", _metadata={"tenant": "north"})
+    return [failed, *calls, sampled, plain]
+
+
+@pytest.fixture(scope="module")
+def feature_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = collector(tmp_path_factory.mktemp("dash-features") / "logs.sqlite3")
+    try:
+        assert post(srv.url, feature_logs()) == (202, {"accepted": 5, "stored": 5})
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_routes_weights_and_outgoing_calls_in_the_figures(feature_app: Server, browser: WebDriver) -> None:
+    load(browser, feature_app.url + "/")
+    # Requests served: 1 + 4 (a log kept at a rate of 1 in 4) + 1; the calls made are apart.
+    assert text(browser, "#stat-total") == "6"
+    endpoints = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#latency tbody td.mono")]
+    assert sorted(endpoints) == ["GET /orders/{order_id}", "POST /orders/{order_id}"]
+    outgoing = browser.find_element(By.ID, "outgoing-panel")
+    assert outgoing.is_displayed()
+    hosts = sorted(r.text for r in browser.find_elements(By.CSS_SELECTOR, "#outgoing tbody tr td:first-child"))
+    assert hosts == ["pay.example", "stock.example"]
+    error = browser.find_element(By.CSS_SELECTOR, '#recent-errors tr[data-id="order-failed"]')
+    assert error.find_element(By.CSS_SELECTOR, ".exception-type").text == "PaymentDeclined"
+
+
+def test_detail_shows_exception_metadata_and_the_calls_made(feature_app: Server, browser: WebDriver) -> None:
+    load(browser, feature_app.url + "/")
+    browser.find_element(By.CSS_SELECTOR, '#recent-errors tr[data-id="order-failed"]').click()
+    detail_open(browser)
+    assert text(browser, "#detail-route") == "/orders/{order_id}"
+    assert text(browser, "#detail-exception-type") == "PaymentDeclined"
+    assert text(browser, "#detail-exception-message") == "card declined for password=[REDACTED 6]"
+    frames = [f.text.split() for f in browser.find_elements(By.CSS_SELECTOR, "#detail-exception tr.frame")]
+    assert frames == [["/srv/app/views.py", "41", "create_order"], ["/srv/app/payments.py", "17", "charge"]]
+    assert "tenant" in text(browser, "#detail-metadata") and "gold" in text(browser, "#detail-metadata")
+    # The calls it made, in time order.
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#detail-calls tr.call"))
+    calls = browser.find_elements(By.CSS_SELECTOR, "#detail-calls tr.call")
+    assert [c.get_attribute("data-id") for c in calls] == ["call-1", "call-0"]
+    assert "https://stock.example/items/981" in calls[0].text and "402" in calls[1].text
+    # A call's own detail links back to the request.
+    calls[1].click()
+    wait(browser, lambda d: d.find_elements(By.ID, "detail-direction") and text(d, "#detail-id") == "call-0")
+    assert text(browser, "#detail-parent") == "order-failed"
+    browser.find_element(By.ID, "detail-parent").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "detail-id") and text(d, "#detail-id") == "order-failed")
+
+
+def test_log_list_filters_by_a_metadata_value(feature_app: Server, browser: WebDriver) -> None:
+    load(browser, feature_app.url + "/")
+    browser.get(f"{feature_app.url}/logs/plain-read")
+    detail_open(browser)
+    before = generation(browser)
+    link = next(
+        row.find_element(By.CSS_SELECTOR, "a.meta-filter")
+        for row in browser.find_elements(By.CSS_SELECTOR, "#detail-metadata tr")
+        if row.text.startswith("tenant")
+    )
+    link.click()
+    settled(browser, before)
+    assert browser.find_element(By.ID, "f-meta-key").get_attribute("value") == "tenant"
+    assert browser.find_element(By.ID, "f-meta-value").get_attribute("value") == "north"
+    assert sorted(r.get_attribute("data-id") for r in list_rows(browser)) == ["order-failed", "plain-read"]
+    browser.find_element(By.ID, "reset").click()
