@@ -583,8 +583,14 @@ def feature_logs() -> list[dict[str, Any]]:
     )
     calls = []
     for i, (url, status) in enumerate((("https://pay.example/charges", 402), ("https://stock.example/items/981", 200))):
-        call = make_log(log_id=f"call-{i}", method="POST" if i == 0 else "GET", url=url, status=status,
-                        duration_ms=20.0 + i, started=NOW - 300 + 0.01 * (2 - i))  # stored newest first
+        call = make_log(
+            log_id=f"call-{i}",
+            method="POST" if i == 0 else "GET",
+            url=url,
+            status=status,
+            duration_ms=20.0 + i,
+            started=NOW - 300 + 0.01 * (2 - i),
+        )  # stored newest first
         entry(call).update(_direction="outgoing", _parent="order-failed")
         calls.append(call)
     sampled = make_log(log_id="sampled-read", url="http://api.test/orders/5", started=NOW - 200)
@@ -612,8 +618,18 @@ def test_routes_weights_and_outgoing_calls_in_the_figures(feature_app: Server, b
     assert sorted(endpoints) == ["GET /orders/{order_id}", "POST /orders/{order_id}"]
     outgoing = browser.find_element(By.ID, "outgoing-panel")
     assert outgoing.is_displayed()
-    hosts = sorted(r.text for r in browser.find_elements(By.CSS_SELECTOR, "#outgoing tbody tr td:first-child"))
+    hosts = sorted(
+        r.get_attribute("data-host") for r in browser.find_elements(By.CSS_SELECTOR, "#outgoing-hosts tbody tr")
+    )
     assert hosts == ["pay.example", "stock.example"]
+    calls = sorted(
+        r.get_attribute("data-endpoint") for r in browser.find_elements(By.CSS_SELECTOR, "#outgoing tbody tr")
+    )
+    assert calls == ["GET stock.example/items/{id}", "POST pay.example/charges"]
+    # An endpoint's row shows those calls in the log list.
+    change(browser, browser.find_element(By.CSS_SELECTOR, '#outgoing tr[data-endpoint^="POST"]').click)
+    assert [r.get_attribute("data-id") for r in list_rows(browser)] == ["call-0"]
+    change(browser, browser.find_element(By.ID, "reset").click)
     error = browser.find_element(By.CSS_SELECTOR, '#recent-errors tr[data-id="order-failed"]')
     assert error.find_element(By.CSS_SELECTOR, ".exception-type").text == "PaymentDeclined"
 
