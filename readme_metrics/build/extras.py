@@ -32,7 +32,7 @@ OMITTED_MESSAGE = "[OMITTED MESSAGE: not structured, allowlist]"
 #: ``key=value``, ``key: value``, ``"key": "value"``, ``'key': 'value'`` in free text.
 _PAIR = re.compile(
     r"""(?P<kq>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=kq)(?P<sep>\s*[=:]\s*)"""
-    r"""(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s,;&)}\]"']+))"""
+    r"""(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?=(?P<bare>[^\s,;&)}\]"'=:]+))(?P=bare)(?![=:]))"""
 )
 
 
