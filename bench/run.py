@@ -72,6 +72,12 @@ from sink import stats as sink_stats  # noqa: E402
 
 FRAMEWORKS = ("flask", "fastapi")
 ENDPOINTS = ("ping", "echo")
+#: Cases run only when named (``--endpoints audit,quiet``): ``audit`` posts a 1 MB JSON body
+#: to a route whose policy keeps whole bodies (``bench/audit.lua``); ``quiet`` is ``/ping`` on
+#: a route with ``log=False``.
+MORE_ENDPOINTS = ("audit", "quiet")
+#: Audit markers (``AUDIT-END``) a whole audit log carries: the request's and the response's.
+AUDIT_ENDS_PER_LOG = 2
 VARIANTS = ("bare", "ours", "readme340", "moesif")
 PEERS: dict[str, dict[str, Any]] = {
     "readme340": {
@@ -92,6 +98,8 @@ SHARED_DISTS = ("flask", "werkzeug", "fastapi", "starlette", "gunicorn", "uvicor
 TARGETS = {"cpu_ratio": 0.87, "ratio": 0.90, "added_p99_ms": 1.0, "ttfb_ms": 10.0, "delivery_eps": 30_000}
 SDK_LABELS = {"bare": "bare", "ours": "readme_metrics (this repo)", **{k: v["label"] for k, v in PEERS.items()}}
 DEFAULT_MAX_BODY = 1024 * 1024
+#: The audit case's target of added p99 (ms): a 1 MB body each way is logged whole.
+AUDIT_ADDED_P99_MS = 2.0
 
 
 def say(*parts: Any) -> None:
@@ -372,8 +380,8 @@ def measured_wrk(server: Server, endpoint: str, duration: float, connections: in
 def wrk(port: int, endpoint: str, duration: float, connections: int) -> WrkRun:
     seconds = max(1, round(duration))  # wrk takes whole seconds
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    if endpoint == "echo":
-        argv += ["-s", str(BENCH / "echo.lua")]
+    if endpoint in ("echo", "audit"):
+        argv += ["-s", str(BENCH / f"{endpoint}.lua")]
     argv.append(f"http://127.0.0.1:{port}/{endpoint}")
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -398,6 +406,9 @@ class CaseResult:
     runs: dict[str, list[WrkRun]] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
     posts: dict[str, int] = field(default_factory=dict)
+    #: Audit case: the ``AUDIT-END`` markers and the bytes the sink received per variant.
+    audit_ends: dict[str, int] = field(default_factory=dict)
+    sink_bytes: dict[str, int] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)
 
     def ratios(self, variant: str) -> list[float]:
@@ -442,6 +453,8 @@ class CaseResult:
                     delivered=self.delivered.get(variant, 0),
                     posts=self.posts.get(variant, 0),
                 )
+                if self.endpoint == "audit":
+                    row.update(audit_ends=self.audit_ends.get(variant, 0), sink_bytes=self.sink_bytes.get(variant, 0))
             out[variant] = row
         return out
 
@@ -484,7 +497,12 @@ def throughput(framework: str, variants: list[str], args: argparse.Namespace, si
             for variant in servers:
                 if variant != "bare":
                     key = sink_key(variant)
-                    for what, into in (("events", case.delivered), ("posts", case.posts)):
+                    for what, into in (
+                        ("events", case.delivered),
+                        ("posts", case.posts),
+                        ("audit_ends", case.audit_ends),
+                        ("bytes", case.sink_bytes),
+                    ):
                         into[variant] = after.get(key, {}).get(what, 0) - before.get(key, {}).get(what, 0)
             print_case(case)
             results.append(case)
@@ -518,6 +536,16 @@ def print_case(case: CaseResult) -> None:
             f"  delivered {row['delivered']}/{row['served']} in {row['posts']} posts"
             + (f"  errors {row['errors']}" if row["errors"] else "")
         )
+        if case.endpoint == "audit" and is_ours(variant):
+            whole = row["audit_ends"] // AUDIT_ENDS_PER_LOG
+            per_log = row["sink_bytes"] / max(row["delivered"], 1)
+            ok = whole == row["delivered"] == row["served"]
+            say(
+                f"    audit: {whole} whole logs (both bodies) of {row['delivered']} delivered, {row['served']} served,"
+                f" {per_log / 1e6:.2f} MB per log at the sink: {'bodies arrive whole' if ok else 'BODIES MISSING OR CUT'}"
+                f"; throughput ratio {row['ratio']:.2f} (target >= {TARGETS['ratio']:.2f}),"
+                f" added p99 {row['added_p99_ms']:+.2f} ms (target <= {AUDIT_ADDED_P99_MS:g} ms)"
+            )
 
 
 # -- time to first byte and peak RSS ---------------------------------------------------------
@@ -828,7 +856,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     p.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run, noisier")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="flask,fastapi")
-    p.add_argument("--endpoints", default=",".join(ENDPOINTS), help="ping,echo")
+    p.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help="the cases: ping,echo (default), and audit (1 MB JSON each way, whole bodies), quiet (log=False)",
+    )
     p.add_argument("--variants", default="ours,readme340,moesif", help="SDKs beside the bare app")
     p.add_argument("--no-peers", action="store_true", help="only this repository's SDK")
     p.add_argument("--sdk-path", help="run 'ours' from DIR/readme_metrics (to measure a change)")
@@ -865,6 +897,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.duration, args.rounds, args.warmup = 2.0, 3, 1.0
     args.frameworks = [f for f in args.frameworks.split(",") if f]
     args.endpoints = [e for e in args.endpoints.split(",") if e]
+    unknown = set(args.endpoints) - set(ENDPOINTS + MORE_ENDPOINTS)
+    if unknown:
+        p.error(f"--endpoints: unknown {', '.join(sorted(unknown))} (known: {', '.join(ENDPOINTS + MORE_ENDPOINTS)})")
     variants = [v for v in args.variants.split(",") if v and v != "bare"]
     if args.no_peers:
         variants = [v for v in variants if v == "ours"]

@@ -27,6 +27,16 @@ async def echo(request: Request) -> Response:
     return Response(await request.body(), media_type="application/json")
 
 
+@app.post("/audit")
+async def audit(request: Request) -> Response:
+    return Response(await request.body(), media_type="application/json")
+
+
+@app.get("/quiet")
+async def quiet() -> Any:
+    return {"pong": True}
+
+
 @app.get("/stream")
 async def stream() -> StreamingResponse:
     async def chunks() -> AsyncIterator[bytes]:

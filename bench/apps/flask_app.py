@@ -1,6 +1,8 @@
 """The Flask app of the benchmark, bare or wrapped by the SDK named in ``BENCH_SDK``.
 
-``GET /ping`` (tiny JSON), ``POST /echo`` (the body echoed back), ``GET /stream`` (five
+``GET /ping`` (tiny JSON), ``POST /echo`` (the body echoed back), ``POST /audit`` (the
+same, on a route whose policy keeps whole bodies), ``GET /quiet`` (``/ping`` on a route
+never logged), ``GET /stream`` (five
 chunks, 200 ms apart) and ``GET /big`` (a streamed 100 MB). Served by gunicorn:
 ``gunicorn -k gthread --threads 8 -w 1 flask_app:app``.
 """
@@ -25,6 +27,16 @@ def ping() -> Any:
 @app.post("/echo")
 def echo() -> Response:
     return Response(request.get_data(), content_type="application/json")
+
+
+@app.post("/audit")
+def audit() -> Response:
+    return Response(request.get_data(), content_type="application/json")
+
+
+@app.get("/quiet")
+def quiet() -> Any:
+    return {"pong": True}
 
 
 @app.get("/stream")
