@@ -178,7 +178,7 @@ class MetricsMiddleware(Adapter):
         fn, skip = config.grouping_function, config.skip
         # Plain hooks may use the ORM: under ASGI they run through sync_to_async.
         self._sync_group = fn is not None and not iscoroutinefunction(fn)
-        self._sync_skip = skip is not None and not iscoroutinefunction(skip)
+        self._sync_skip = self.hooks.has_skip and not iscoroutinefunction(skip)  # skip(request) only
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)

@@ -22,12 +22,14 @@ REQUEST_PATH = {
     "readme_metrics._asgi_request",
     "readme_metrics._hooks",
     "readme_metrics._middleware",
+    "readme_metrics._policy",
     "readme_metrics.asgi",
     "readme_metrics.capture",
     "readme_metrics.django",
     "readme_metrics.doclink",
     "readme_metrics.fastapi",
     "readme_metrics.flask_readme",
+    "readme_metrics.routes",
     "readme_metrics.wsgi",
 }
 
