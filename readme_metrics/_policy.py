@@ -149,6 +149,9 @@ class Policies:
         """Most bytes of each body to copy under ``extras``' policy and draw (0: none).
         Sets ``sampled`` and ``bodies``."""
         policy = extras.policy
+        if policy is None and not self.sampling:  # the common case: app-wide settings
+            extras.bodies = self.log_body
+            return self.default_max if self.log_body else 0
         rate = self.rate if policy is None or policy.sample_rate is None else policy.sample_rate
         extras.sampled = sampled = extras.draw < rate
         log_body = self.log_body if policy is None or policy.log_body is None else policy.log_body
@@ -180,15 +183,16 @@ class Policies:
             return True
         if extras.dropped:
             return False
-        always = capture.status >= 500 or capture.error is not None
-        if not always and self.slow is not None and capture.end_mono is not None:
-            always = capture.end_mono - capture.start_mono >= self.slow
-        if not extras.sampled and not always:
-            return False
-        if not always:
-            policy = extras.policy
-            rate = self.rate if policy is None or policy.sample_rate is None else policy.sample_rate
-            extras.weight = 1.0 / rate if 0 < rate < 1 else 1.0
+        policy = extras.policy
+        rate = self.rate if policy is None or policy.sample_rate is None else policy.sample_rate
+        if rate < 1.0 or not extras.sampled:  # sampling: kept by the draw, or by the outcome
+            always = capture.status >= 500 or capture.error is not None
+            if not always and self.slow is not None and capture.end_mono is not None:
+                always = capture.end_mono - capture.start_mono >= self.slow
+            if not always:
+                if not extras.sampled:
+                    return False
+                extras.weight = 1.0 / rate  # 0 < rate < 1 here: a draw below 0 never keeps
         if self.response_skip is None and self.metadata is None:
             return True
         req = request()
