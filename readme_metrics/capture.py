@@ -200,8 +200,9 @@ class Capture:
     ``startedDateTime``); durations come from the ``*_mono`` monotonic stamps.
 
     Every field holds plain data (str, bytes, numbers, bools, None, lists and tuples of
-    them), except ``group`` (the grouping function's result) and the two
-    :class:`BodyCopy`. A ``__slots__`` class: one is made per logged request.
+    them), except ``group`` (the grouping function's result), the two
+    :class:`BodyCopy` and ``extras`` (:class:`Extras`: it may hold the app's exception and
+    what the metadata hook returned). A ``__slots__`` class: one is made per logged request.
     """
 
     __slots__ = (
