@@ -49,6 +49,8 @@ __all__ = ["FlaskMetricsMiddleware", "ReadMeMetrics"]
 EXTENSION_NAME = "readme_metrics"
 #: Where the extension finds a request's capture in the WSGI environ.
 CAPTURE_KEY = "readme_metrics.capture"
+#: Where it keeps the view's response (a ``flask.Response``) for the response-aware hooks.
+RESPONSE_KEY = "readme_metrics.response"
 
 
 class FlaskMetricsMiddleware(WsgiMetricsMiddleware):
@@ -59,6 +61,8 @@ class FlaskMetricsMiddleware(WsgiMetricsMiddleware):
         self.request_class = flask_app.request_class
         self.view_functions = flask_app.view_functions
         flask_app.before_request(self._before_view)
+        if self.policies.after_response:  # the hooks get Flask's own response
+            flask_app.after_request(self._after_view)
         from flask import got_request_exception
 
         # Flask answers a view's exception with its own 500: the signal tells us what it was.
@@ -83,6 +87,15 @@ class FlaskMetricsMiddleware(WsgiMetricsMiddleware):
         capture = request.environ.get(CAPTURE_KEY)
         if capture is not None:
             self.routed(capture, request.environ)
+
+    def _after_view(self, response: Any) -> Any:
+        from flask import request
+
+        request.environ[RESPONSE_KEY] = response
+        return response
+
+    def response_of(self, environ: WSGIEnvironment) -> Any:
+        return environ.get(RESPONSE_KEY)
 
     def _on_exception(self, sender: Any, exception: BaseException, **extra: Any) -> None:
         from flask import request

@@ -190,7 +190,10 @@ class _Exchange:
         middleware = self.middleware
         if capture.extras is not None:  # route policies, sampling, response-aware hooks
             middleware.routed(capture, self.environ)
-            if not middleware.policies.keep(capture, lambda: middleware.make_request(self.environ)):
+            environ = self.environ
+            if not middleware.policies.keep(
+                capture, lambda: middleware.make_request(environ), middleware.response_of(environ)
+            ):
                 return
         middleware.client.submit(capture)
 
@@ -298,6 +301,11 @@ class WsgiMetricsMiddleware(Adapter):
             template = getattr(rule, "rule", None)
             if isinstance(template, str):
                 extras.route = environ.get("SCRIPT_NAME", "") + template
+
+    def response_of(self, environ: WSGIEnvironment) -> Any:
+        """The framework's response object for the response-aware hooks (None: they get
+        a read-only view of the status and headers). Integrations override it."""
+        return None
 
 
 def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:

@@ -25,7 +25,7 @@ SERVERS = {
 }
 #: The class of the response the hooks get: the framework's own, else the read-only view.
 RESPONSE_KIND = {
-    "flask": "ResponseView",
+    "flask": "Response",
     "fastapi": "ResponseView",
     "django-wsgi": "JsonResponse",
     "django-asgi": "JsonResponse",
