@@ -77,7 +77,19 @@ ENDPOINTS = ("ping", "echo", "call")
 #: the last one in that case only.
 OUTGOING_CASE = "call"
 OUTGOING_VARIANTS = ("bare", "ours", "ours@outgoing")
-ENDPOINT_NAMES = {"ping": "GET /ping", "echo": "POST /echo", "call": "GET /call (1 outgoing httpx call)"}
+#: Cases run only when named (``--endpoints audit,quiet``): ``audit`` posts a 1 MB JSON body
+#: to a route whose policy keeps whole bodies (``bench/audit.lua``); ``quiet`` is ``/ping`` on
+#: a route with ``log=False``.
+MORE_ENDPOINTS = ("audit", "quiet")
+CASE_NAMES = {
+    "ping": "GET /ping",
+    "echo": "POST /echo",
+    "call": "GET /call (1 outgoing httpx call)",
+    "audit": "POST /audit (1 MB)",
+    "quiet": "GET /quiet",
+}
+#: Audit markers (``AUDIT-END``) a whole audit log carries: the request's and the response's.
+AUDIT_ENDS_PER_LOG = 2
 VARIANTS = ("bare", "ours", "readme340", "moesif")
 PEERS: dict[str, dict[str, Any]] = {
     "readme340": {
@@ -98,6 +110,8 @@ SHARED_DISTS = ("flask", "werkzeug", "fastapi", "starlette", "gunicorn", "uvicor
 TARGETS = {"cpu_ratio": 0.87, "ratio": 0.90, "added_p99_ms": 1.0, "ttfb_ms": 10.0, "delivery_eps": 30_000}
 SDK_LABELS = {"bare": "bare", "ours": "readme_metrics (this repo)", **{k: v["label"] for k, v in PEERS.items()}}
 DEFAULT_MAX_BODY = 1024 * 1024
+#: The audit case's target of added p99 (ms): a 1 MB body each way is logged whole.
+AUDIT_ADDED_P99_MS = 2.0
 
 
 def say(*parts: Any) -> None:
@@ -378,8 +392,8 @@ def measured_wrk(server: Server, endpoint: str, duration: float, connections: in
 def wrk(port: int, endpoint: str, duration: float, connections: int) -> WrkRun:
     seconds = max(1, round(duration))  # wrk takes whole seconds
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    if endpoint == "echo":
-        argv += ["-s", str(BENCH / "echo.lua")]
+    if endpoint in ("echo", "audit"):
+        argv += ["-s", str(BENCH / f"{endpoint}.lua")]
     argv.append(f"http://127.0.0.1:{port}/{endpoint}")
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -404,6 +418,10 @@ class CaseResult:
     runs: dict[str, list[WrkRun]] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
     posts: dict[str, int] = field(default_factory=dict)
+    #: Audit case: the ``AUDIT-END`` markers and the bytes the sink received per variant.
+    audit_ends: dict[str, int] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)
+    sink_bytes: dict[str, int] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)
 
     def ratios(self, variant: str) -> list[float]:
@@ -448,6 +466,12 @@ class CaseResult:
                     delivered=self.delivered.get(variant, 0),
                     posts=self.posts.get(variant, 0),
                 )
+                if self.endpoint == "audit":
+                    row.update(
+                        audit_ends=self.audit_ends.get(variant, 0),
+                        truncated=self.truncated.get(variant, 0),
+                        sink_bytes=self.sink_bytes.get(variant, 0),
+                    )
             out[variant] = row
         return out
 
@@ -498,7 +522,13 @@ def throughput(framework: str, variants: list[str], args: argparse.Namespace, si
             for variant in active:
                 if variant != "bare":
                     key = sink_key(variant)
-                    for what, into in (("events", case.delivered), ("posts", case.posts)):
+                    for what, into in (
+                        ("events", case.delivered),
+                        ("posts", case.posts),
+                        ("audit_ends", case.audit_ends),
+                        ("truncated", case.truncated),
+                        ("bytes", case.sink_bytes),
+                    ):
                         into[variant] = after.get(key, {}).get(what, 0) - before.get(key, {}).get(what, 0)
             print_case(case)
             results.append(case)
@@ -512,6 +542,12 @@ def split_cpu(row: dict[str, Any]) -> str:
     """``app 180 + master 2 + children 40`` (µs per request), the roles that used any."""
     parts = [f"{role} {us:.0f}" for role, us in row.get("cpu_us_by_process", {}).items() if us >= 0.5]
     return " + ".join(parts) or "-"
+
+
+def args_rounds(case: CaseResult) -> int:
+    """wrk runs of ``case`` per variant: each may end with an upload cut by wrk itself
+    (the app then got, and the log has, less than the whole body: not the SDK's cut)."""
+    return len(case.runs.get("bare", [])) + 1
 
 
 def print_case(case: CaseResult) -> None:
@@ -532,6 +568,17 @@ def print_case(case: CaseResult) -> None:
             f"  delivered {row['delivered']}/{row['served']} in {row['posts']} posts"
             + (f"  errors {row['errors']}" if row["errors"] else "")
         )
+        if case.endpoint == "audit" and is_ours(variant):
+            whole = row["audit_ends"] // AUDIT_ENDS_PER_LOG
+            per_log = row["sink_bytes"] / max(row["delivered"], 1)
+            ok = not row["truncated"] and whole >= row["delivered"] - 2 * args_rounds(case)
+            say(
+                f"    audit: {whole} whole logs (both 1 MB bodies) of {row['delivered']} delivered"
+                f" ({row['served']} served; the rest dropped: queue_full), {row['truncated']} cut by the SDK,"
+                f" {per_log / 1e6:.2f} MB per log at the sink: {'bodies arrive whole' if ok else 'BODIES CUT'}"
+                f"; throughput ratio {row['ratio']:.2f} (target >= {TARGETS['ratio']:.2f}),"
+                f" added p99 {row['added_p99_ms']:+.2f} ms (target <= {AUDIT_ADDED_P99_MS:g} ms)"
+            )
     if "ours@outgoing" in summary and "ours" in summary:  # what outgoing capture adds to incoming logs
         with_calls, without = summary["ours@outgoing"], summary["ours"]
         say(
@@ -851,8 +898,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--endpoints",
         default=",".join(ENDPOINTS),
-        help="the cases to run: ping,echo,call (call: one outgoing httpx call per request, run bare,"
-        " ours and ours@outgoing = capture_outgoing=True)",
+        help="the cases: ping,echo,call (default; call: one outgoing httpx call per request, run bare,"
+        " ours and ours@outgoing = capture_outgoing=True), and audit (1 MB JSON each way, whole bodies),"
+        " quiet (log=False)",
     )
     p.add_argument("--variants", default="ours,readme340,moesif", help="SDKs beside the bare app")
     p.add_argument("--no-peers", action="store_true", help="only this repository's SDK")
@@ -890,6 +938,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.duration, args.rounds, args.warmup = 2.0, 3, 1.0
     args.frameworks = [f for f in args.frameworks.split(",") if f]
     args.endpoints = [e for e in args.endpoints.split(",") if e]
+    unknown = set(args.endpoints) - set(ENDPOINTS + MORE_ENDPOINTS)
+    if unknown:
+        p.error(f"--endpoints: unknown {', '.join(sorted(unknown))} (known: {', '.join(ENDPOINTS + MORE_ENDPOINTS)})")
     variants = [v for v in args.variants.split(",") if v and v != "bare"]
     if args.no_peers:
         variants = [v for v in variants if v == "ours"]
@@ -1003,7 +1054,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case in results.get("throughput", []):
-        name = f"{case['framework']} {ENDPOINT_NAMES.get(case['endpoint'], case['endpoint'])}"
+        name = f"{case['framework']} {CASE_NAMES.get(case['endpoint'], case['endpoint'])}"
         for variant, row in case["summary"].items():
             if variant == "bare":
                 out.append(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger
+from readme_metrics._policy import Policies
 from readme_metrics.config import mark_in_use
 from readme_metrics.delivery import client_for
 from readme_metrics.doclink import doclink_for
@@ -34,6 +35,8 @@ class Adapter:
         self.client = client_for(config)
         self.doclink = doclink_for(config)
         self.hooks = Hooks(config)
+        #: Route policies, sampling and the response-aware hooks (``docs/routes.md``).
+        self.policies = Policies(config)
         #: Most bytes of each body copied for the log (0 with ``log_body=False``).
         self.max_body = config.max_body_bytes if config.log_body else 0
         if config.capture_outgoing:  # the first middleware with this config instruments

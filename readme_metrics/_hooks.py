@@ -53,6 +53,17 @@ def _without_root_dot(host: str) -> str:
     return name.rstrip(".") + sep + port if name.endswith(".") else host
 
 
+def takes_response(fn: Callable[..., Any]) -> bool:
+    """Whether a hook takes ``(request, response)``: two positional parameters or more (or
+    ``*args``). Read once, when the configuration's hooks are compiled."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the old form
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
 class Hooks:
     """The filters and user hooks of one configuration, compiled once."""
 
@@ -66,8 +77,9 @@ class Hooks:
         #: Whether :meth:`allows` has anything to check besides ``OPTIONS`` (the adapters
         #: call it only then, or for an ``OPTIONS`` request).
         self.filtering = self._paths is not None or self._hosts is not None
-        #: Whether a ``skip`` hook is configured (:meth:`skipped` is False without one).
-        self.has_skip = config.skip is not None
+        #: Whether a ``skip(request)`` hook is configured (:meth:`skipped` is False without
+        #: one); a ``skip(request, response)`` runs after the response (``_policy``).
+        self.has_skip = config.skip is not None and not takes_response(config.skip)
 
     def allows(self, method: str, host: str, path: str, headers: Sequence[Sequence[Any]]) -> bool:
         """The configured filters, before any capture work. ``headers``: ``(str, str)``
@@ -92,7 +104,7 @@ class Hooks:
         not skip. An ``async def`` hook gives its awaitable when ``allow_async`` (ASGI: the
         middleware awaits it with :meth:`resolve_skip`); under WSGI it cannot run, so it is
         ignored with a warning."""
-        if self.config.skip is None:
+        if not self.has_skip or self.config.skip is None:
             return False
         try:
             result = self.config.skip(request)

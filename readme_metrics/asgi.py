@@ -69,7 +69,8 @@ from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
 from readme_metrics._log import logger, warn_limited
-from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, header_pairs, path_as_latin1
+from readme_metrics._policy import view_route
+from readme_metrics.capture import BodyCopy, Capture, Extras, OutgoingLinks, header_pairs, path_as_latin1
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -110,11 +111,21 @@ class _Exchange:
         "done",
         "ending",
         "head",
+        "middleware",
+        "path",
+        "routed",
+        "scope",
         "trailers",
     )
 
-    def __init__(self, middleware: AsgiMetricsMiddleware, capture: Capture, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, middleware: AsgiMetricsMiddleware, capture: Capture, receive: Receive, send: Send, scope: Scope, path: str
+    ) -> None:
         self.capture = capture
+        self.middleware = middleware
+        self.scope = scope
+        self.path = path  # as the hooks' request has it
+        self.routed = capture.extras is None
         self.client = middleware.client
         self.doclink = middleware.doclink
         self._receive = receive
@@ -131,6 +142,9 @@ class _Exchange:
         if kind == "http.request":
             body = message.get("body")
             if body and not self.done:  # once finished, the worker owns the capture
+                if not self.routed:  # the app has routed: the view's policy sets the body limits
+                    self.routed = True
+                    self.middleware.routed(self.capture, self.scope)
                 self.capture.request_body.add(body)
         elif kind == "http.disconnect" and not self.done and not self.ending:
             self.disconnected = True
@@ -192,6 +206,11 @@ class _Exchange:
         )
         completed = error is None and not returned and not self.disconnected
         capture.finish(completed=completed, error=error, server_500=server_500)
+        if capture.extras is not None:  # route policies, sampling, response-aware hooks
+            middleware, scope = self.middleware, self.scope
+            middleware.routed(capture, scope)
+            if not middleware.policies.keep(capture, lambda: middleware.make_request(scope, capture.host, self.path)):
+                return
         self.client.submit(capture)
 
 
@@ -225,7 +244,7 @@ class AsgiMetricsMiddleware(Adapter):
             if capture is None:
                 await self.app(scope, receive, send)
                 return
-            exchange = _Exchange(self, capture, receive, send)
+            exchange = _Exchange(self, capture, receive, send, scope, _full_path(scope))
             token = OutgoingLinks.enter(capture, self.config)  # outgoing calls link to this request
             try:
                 await self.app(scope, exchange.receive, exchange.send)
@@ -263,22 +282,33 @@ class AsgiMetricsMiddleware(Adapter):
         hooks = self.hooks
         if (hooks.filtering or method == "OPTIONS") and not hooks.allows(method, host, path, headers):
             return None
+        extras = self.policies.start(path)
+        if extras is None:  # a route never logged
+            return None
         request = self.make_request(scope, host, path) if hooks.needs_request else None
         if hooks.has_skip:
             skip = hooks.skipped(request, allow_async=True)
             if skip is not False and skip is not True:  # an async hook's awaitable
-                return self._after_skip(scope, method, host, path, headers, request, skip)
+                return self._after_skip(scope, method, host, path, headers, request, skip, extras)
             if skip:
                 return None
         group = hooks.group(request)
         if group is None:
             return None
         if type(group) is not dict and inspect.isawaitable(group):
-            return self._after_group(scope, method, host, path, headers, group)
-        return self._new_capture(scope, method, host, path, headers, group)
+            return self._after_group(scope, method, host, path, headers, group, extras)
+        return self._new_capture(scope, method, host, path, headers, group, extras)
 
     async def _after_skip(
-        self, scope: Scope, method: str, host: str, path: str, headers: list[Any], request: Any, skip: Any
+        self,
+        scope: Scope,
+        method: str,
+        host: str,
+        path: str,
+        headers: list[Any],
+        request: Any,
+        skip: Any,
+        extras: Extras,
     ) -> Capture | None:
         if await Hooks.resolve_skip(skip):
             return None
@@ -287,20 +317,22 @@ class AsgiMetricsMiddleware(Adapter):
             group = await Hooks.resolve(group)
         if group is None:
             return None
-        return self._new_capture(scope, method, host, path, headers, group)
+        return self._new_capture(scope, method, host, path, headers, group, extras)
 
     async def _after_group(
-        self, scope: Scope, method: str, host: str, path: str, headers: list[Any], group: Any
+        self, scope: Scope, method: str, host: str, path: str, headers: list[Any], group: Any, extras: Extras
     ) -> Capture | None:
         group = await Hooks.resolve(group)
         if group is None:
             return None
-        return self._new_capture(scope, method, host, path, headers, group)
+        return self._new_capture(scope, method, host, path, headers, group, extras)
 
-    def _new_capture(self, scope: Scope, method: str, host: str, path: str, headers: list[Any], group: Any) -> Capture:
+    def _new_capture(
+        self, scope: Scope, method: str, host: str, path: str, headers: list[Any], group: Any, extras: Extras
+    ) -> Capture:
         client = scope.get("client")
-        limit = self.max_body
-        return Capture(
+        limit = self.policies.limit(extras)
+        capture = Capture(
             method,
             scope.get("scheme", "http"),
             host,
@@ -313,6 +345,19 @@ class AsgiMetricsMiddleware(Adapter):
             BodyCopy(limit),
             group,
         )
+        capture.extras = extras
+        return capture
+
+    def routed(self, capture: Capture, scope: Scope) -> None:
+        """The route the app matched (Starlette and FastAPI set ``scope["route"]``), and
+        the policy of its endpoint (``@Route(...)``), once the app has routed."""
+        extras = capture.extras
+        if extras is None or extras.route is not None:
+            return
+        template = getattr(scope.get("route"), "path", None)
+        if isinstance(template, str) and "endpoint" in scope:
+            extras.route = scope.get("root_path", "") + template
+            self.policies.view(capture, view_route(scope.get("endpoint")))
 
     def _lifespan_send(self, send: Send) -> Send:
         """``send`` for the lifespan scope: flush the queue before passing on shutdown.complete."""
@@ -333,6 +378,12 @@ class AsgiMetricsMiddleware(Adapter):
             await loop.run_in_executor(None, self.client.close, self.config.shutdown_timeout)
         except Exception:
             logger.exception("readme_metrics: error while flushing at lifespan shutdown")
+
+
+def _full_path(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    return root + path if root and not path.startswith(root) else path
 
 
 def _server_host(scope: Scope) -> str:

@@ -163,6 +163,34 @@ class BodyCopy:
         return self.size > len(self._buf)
 
 
+class Extras:
+    """What route policies, sampling and the response-aware hooks add to a capture
+    (``docs/routes.md``; filled by :mod:`readme_metrics._policy`, read by
+    :mod:`readme_metrics.build.extras`).
+
+    ``policy``: the :class:`~readme_metrics.routes.Route` in force (None: app-wide
+    settings); ``draw``: this request's sampling draw in [0, 1); ``sampled``: kept by
+    sampling (else logged only as a 5xx, an exception or a slow request, without bodies);
+    ``bodies``: bodies are copied for the log; ``dropped``: not to be logged after all (a
+    view's ``log=False``, a response-aware ``skip``); ``route``: the template the framework
+    matched, as it wrote it; ``weight``: 1 / the sample rate that kept the log;
+    ``metadata``: what the metadata hook returned; ``exception``: what the app raised.
+    """
+
+    __slots__ = ("bodies", "draw", "dropped", "exception", "metadata", "policy", "route", "sampled", "weight")
+
+    def __init__(self, policy: Any, draw: float) -> None:
+        self.policy = policy
+        self.draw = draw
+        self.sampled = True
+        self.bodies = True
+        self.dropped = False
+        self.route: str | None = None
+        self.weight = 1.0
+        self.metadata: Any = None
+        self.exception: BaseException | None = None
+
+
 class Capture:
     """One exchange as the request path saw it.
 
@@ -174,8 +202,9 @@ class Capture:
     ``startedDateTime``); durations come from the ``*_mono`` monotonic stamps.
 
     Every field holds plain data (str, bytes, numbers, bools, None, lists and tuples of
-    them), except ``group`` (the grouping function's result) and the two
-    :class:`BodyCopy`. A ``__slots__`` class: one is made per logged request.
+    them), except ``group`` (the grouping function's result), the two
+    :class:`BodyCopy` and ``extras`` (:class:`Extras`: it may hold the app's exception and
+    what the metadata hook returned). A ``__slots__`` class: one is made per logged request.
     """
 
     __slots__ = (
@@ -183,6 +212,7 @@ class Capture:
         "completed",
         "end_mono",
         "error",
+        "extras",
         "group",
         "host",
         "http_version",
@@ -223,6 +253,7 @@ class Capture:
     completed: bool
     error: str | None
     log_id: str | None
+    extras: Extras | None
 
     def __init__(
         self,
@@ -269,6 +300,7 @@ class Capture:
         self.completed = completed
         self.error = error
         self.log_id = log_id
+        self.extras: Extras | None = None
 
     def __repr__(self) -> str:
         return f"Capture({self.method} {self.scheme}://{self.host}{self.path} -> {self.status})"
@@ -294,6 +326,8 @@ class Capture:
             except Exception:  # an exception whose __str__ fails must not replace the app's
                 text = "<unprintable>"
             self.error = f"{type(error).__name__}: {text}"[:500]
+            if self.extras is not None and isinstance(error, Exception):
+                self.extras.exception = error  # its traceback is formatted on the worker
         if server_500:
             self.status, self.reason, self.response_headers = 500, None, []
         if self.response_start_mono is None:

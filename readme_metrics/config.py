@@ -13,11 +13,12 @@ import os
 import re
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from readme_metrics.retry import Retry
+from readme_metrics.routes import Route, check_rate, check_routes
 
 DEFAULT_METRICS_SERVER = "https://metrics.readme.io"
 #: Default of ``max_body_bytes``: most bytes of each body kept for the log.
@@ -286,6 +287,10 @@ class MetricsApiConfig:
         capture_outgoing: bool = False,
         skip_outgoing: Callable[[Any], bool] | str | None = None,
         outgoing_hosts: Iterable[str] | None = None,
+        routes: Mapping[str, Route] | None = None,
+        sample_rate: float = 1.0,
+        always_log_slower_than_ms: float | None = None,
+        metadata: Callable[[Any, Any], Any] | str | None = None,
     ) -> None:
         self.api_key = _api_key(api_key)
         self.grouping_function = _resolve_callable(grouping_function, "grouping_function")
@@ -340,6 +345,15 @@ class MetricsApiConfig:
         self.outgoing_hosts = _str_list(outgoing_hosts, "outgoing_hosts")
         if self.capture_outgoing and (problem := outgoing_destination_error(self)):
             raise ValueError(f"capture_outgoing=True: {problem}")
+        # Route policies, sampling, the metadata hook (docs/routes.md).
+        self.routes: dict[str, Route] = check_routes(routes)
+        self.sample_rate: float = check_rate(sample_rate)
+        self.always_log_slower_than_ms: float | None = (
+            None
+            if always_log_slower_than_ms is None
+            else _number(always_log_slower_than_ms, "always_log_slower_than_ms", minimum=0)
+        )
+        self.metadata = _resolve_callable(metadata, "metadata")
 
     # The attribute names of readme-metrics 3.4.0: each reads our setting, and setting one
     # sets ours, validated as the argument is (see _Compat), until a middleware uses the config.

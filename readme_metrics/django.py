@@ -46,12 +46,16 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 
 from readme_metrics._adapter import Adapter
 from readme_metrics._hooks import Hooks
+from readme_metrics._policy import view_route
 from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, path_as_latin1
 from readme_metrics.config import MetricsApiConfig
 from readme_metrics.doclink import HEADER
 from readme_metrics.wsgi import InputCopy, environ_headers, read_unread_body
 
 __all__ = ["MetricsMiddleware"]
+
+#: The attribute of Django's request that holds its exchange (for process_view/_exception).
+EXCHANGE_ATTRIBUTE = "readme_metrics_exchange"
 
 
 def _settings_config() -> Any:
@@ -85,7 +89,7 @@ class _Exchange:
         capture.response_started(response.status_code, [], response.reason_phrase)
         if getattr(response, "streaming", False):
             self.streaming = True
-            if getattr(response, "file_to_stream", None) is None or self.middleware.max_body:
+            if getattr(response, "file_to_stream", None) is None or capture.response_body.limit:
                 if getattr(response, "is_async", False):
                     response.streaming_content = self._acopy(response.streaming_content)
                 else:
@@ -145,6 +149,10 @@ class _Exchange:
         except Exception as exc:  # never let the log break the response's close
             capture.error = f"{type(exc).__name__}: {exc}"[:500]
         capture.finish(completed=self.exhausted or not self.streaming)
+        if capture.extras is not None:  # route policies, sampling, response-aware hooks
+            _routed(self.request, capture)
+            if not self.middleware.policies.keep(capture, lambda: self.request, response):
+                return
         self.middleware.client.submit(capture)
 
 
@@ -170,10 +178,31 @@ class MetricsMiddleware(Adapter):
         fn, skip = config.grouping_function, config.skip
         # Plain hooks may use the ORM: under ASGI they run through sync_to_async.
         self._sync_group = fn is not None and not iscoroutinefunction(fn)
-        self._sync_skip = skip is not None and not iscoroutinefunction(skip)
+        self._sync_skip = self.hooks.has_skip and not iscoroutinefunction(skip)  # skip(request) only
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
+        # Django calls these once it resolved the view / when the view raised; under ASGI
+        # they are coroutines, so Django does not hop to a thread for them.
+        self.process_view = self._aprocess_view if self._async else self._process_view
+        self.process_exception = self._aprocess_exception if self._async else self._process_exception
+
+    def _process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
+        exchange = getattr(request, EXCHANGE_ATTRIBUTE, None)
+        if exchange is not None:  # the view's own @Route(...): before the view reads the body
+            self.policies.view(exchange.capture, view_route(view))
+
+    async def _aprocess_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
+        self._process_view(request, view, args, kwargs)
+
+    def _process_exception(self, request: Any, exception: Exception) -> None:
+        exchange = getattr(request, EXCHANGE_ATTRIBUTE, None)
+        if exchange is not None and exchange.capture.extras is not None:  # Django answers 500 itself
+            exchange.capture.extras.exception = exception
+            exchange.capture.error = type(exception).__name__
+
+    async def _aprocess_exception(self, request: Any, exception: Exception) -> None:
+        self._process_exception(request, exception)
 
     def __call__(self, request: Any) -> Any:
         if self._async:
@@ -237,6 +266,10 @@ class MetricsMiddleware(Adapter):
         headers, host = environ_headers(meta)
         if not self.hooks.allows(method, host, path, headers):
             return None
+        extras = self.policies.start(path)
+        if extras is None:  # a route never logged
+            return None
+        limit = self.policies.limit(extras)
         scope = getattr(request, "scope", None)
         if isinstance(scope, dict):  # ASGI
             http_version = "HTTP/" + str(scope.get("http_version", "1.1"))
@@ -253,17 +286,21 @@ class MetricsMiddleware(Adapter):
             http_version=http_version,
             client_address=meta.get("REMOTE_ADDR"),
             request_headers=headers,
-            request_body=BodyCopy(self.max_body),
-            response_body=BodyCopy(self.max_body),
+            request_body=BodyCopy(limit),
+            response_body=BodyCopy(limit),
         )
+        capture.extras = extras
         stream = getattr(request, "_stream", None)
-        if stream is not None and self.max_body:
+        if stream is not None:  # limit 0 too: a view's policy may raise it, and the size counts
             request._stream = InputCopy(stream, capture.request_body)
-        return _Exchange(self, request, capture)
+        exchange = _Exchange(self, request, capture)
+        setattr(request, EXCHANGE_ATTRIBUTE, exchange)
+        return exchange
 
     def _read_unread_body(self, request: Any, capture: Capture) -> None:
         """A body the view never read: take up to ``max_body_bytes`` of it for the log."""
-        if capture.request_body.size or not self.max_body:
+        limit = capture.request_body.limit
+        if capture.request_body.size or not limit:
             return
         cached = getattr(request, "_body", None)
         if isinstance(cached, bytes):  # read before our middleware ran
@@ -271,7 +308,16 @@ class MetricsMiddleware(Adapter):
             return
         if not getattr(request, "_read_started", False):
             stream = getattr(request, "_stream", None)
-            read_unread_body(stream, request.META.get("CONTENT_LENGTH"), capture, self.max_body)
+            read_unread_body(stream, request.META.get("CONTENT_LENGTH"), capture, limit)
+
+
+def _routed(request: Any, capture: Capture) -> None:
+    """``_route``: the route Django resolved (``path()`` or ``re_path()``), after the
+    script name; absent when nothing resolved (a 404)."""
+    extras = capture.extras
+    route = getattr(getattr(request, "resolver_match", None), "route", None)
+    if extras is not None and isinstance(route, str):
+        extras.route = request.META.get("SCRIPT_NAME", "").rstrip("/") + "/" + route.lstrip("/")
 
 
 def _run(awaitable: Any) -> Any:

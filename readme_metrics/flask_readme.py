@@ -34,17 +34,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from readme_metrics._log import logger
+from readme_metrics._policy import view_route
 from readme_metrics.wsgi import WsgiMetricsMiddleware
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from flask import Flask
 
+    from readme_metrics.capture import Capture
     from readme_metrics.config import MetricsApiConfig
 
 __all__ = ["FlaskMetricsMiddleware", "ReadMeMetrics"]
 
 EXTENSION_NAME = "readme_metrics"
+#: Where the extension finds a request's capture in the WSGI environ.
+CAPTURE_KEY = "readme_metrics.capture"
+#: Where it keeps the view's response (a ``flask.Response``) for the response-aware hooks.
+RESPONSE_KEY = "readme_metrics.response"
 
 
 class FlaskMetricsMiddleware(WsgiMetricsMiddleware):
@@ -53,10 +59,61 @@ class FlaskMetricsMiddleware(WsgiMetricsMiddleware):
     def __init__(self, wsgi_app: WSGIApplication, config: MetricsApiConfig, flask_app: Flask) -> None:
         super().__init__(wsgi_app, config)
         self.request_class = flask_app.request_class
+        self.view_functions = flask_app.view_functions
+        flask_app.before_request(self._before_view)
+        if self.policies.after_response:  # the hooks get Flask's own response
+            flask_app.after_request(self._after_view)
+        from flask import got_request_exception
+
+        # Flask answers a view's exception with its own 500: the signal tells us what it was.
+        got_request_exception.connect(self._on_exception, flask_app, weak=False)
 
     def make_request(self, environ: WSGIEnvironment) -> Any:
         # populate_request=False: the app's own request object stays the one in the environ.
         return self.request_class(environ, populate_request=False, shallow=True)
+
+    # -- per-view policies (@Route(...) on a view; docs/routes.md) ------------------------
+
+    def _begin(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        exchange = super()._begin(environ, start_response)
+        if exchange is not None:
+            environ[CAPTURE_KEY] = exchange.capture  # for _before_view, once Flask has routed
+        return exchange
+
+    def _before_view(self) -> None:
+        """Flask's ``before_request``: the view's policy applies before the view reads the body."""
+        from flask import request
+
+        capture = request.environ.get(CAPTURE_KEY)
+        if capture is not None:
+            self.routed(capture, request.environ)
+
+    def _after_view(self, response: Any) -> Any:
+        from flask import request
+
+        request.environ[RESPONSE_KEY] = response
+        return response
+
+    def response_of(self, environ: WSGIEnvironment) -> Any:
+        return environ.get(RESPONSE_KEY)
+
+    def _on_exception(self, sender: Any, exception: BaseException, **extra: Any) -> None:
+        from flask import request
+
+        capture = request.environ.get(CAPTURE_KEY)
+        if capture is not None and capture.extras is not None and isinstance(exception, Exception):
+            capture.extras.exception = exception  # formatted on the worker
+            if capture.error is None:
+                capture.error = type(exception).__name__
+
+    def routed(self, capture: Capture, environ: WSGIEnvironment) -> None:
+        first = capture.extras is not None and capture.extras.route is None
+        super().routed(capture, environ)
+        if first:
+            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            endpoint = getattr(rule, "endpoint", None)
+            if endpoint is not None:
+                self.policies.view(capture, view_route(self.view_functions.get(endpoint)))
 
 
 class ReadMeMetrics:

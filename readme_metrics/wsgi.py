@@ -180,14 +180,22 @@ class _Exchange:
         if self.has_input_copy and not capture.request_body.size:
             environ = self.environ
             read_unread_body(
-                environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, self.middleware.max_body
+                environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, capture.request_body.limit
             )
         capture.finish(
             self.exhausted and error is None,
             error,
             server_500=error is not None and not capture.response_body.size and not self.wrote,
         )
-        self.middleware.client.submit(capture)
+        middleware = self.middleware
+        if capture.extras is not None:  # route policies, sampling, response-aware hooks
+            middleware.routed(capture, self.environ)
+            environ = self.environ
+            if not middleware.policies.keep(
+                capture, lambda: middleware.make_request(environ), middleware.response_of(environ)
+            ):
+                return
+        middleware.client.submit(capture)
 
 
 class _SizedExchange(_Exchange):
@@ -258,13 +266,16 @@ class WsgiMetricsMiddleware(Adapter):
         hooks = self.hooks
         if (hooks.filtering or method == "OPTIONS") and not hooks.allows(method, host, path, headers):
             return None
+        extras = self.policies.start(path)
+        if extras is None:  # a route never logged
+            return None
         request = self.make_request(environ) if hooks.needs_request else None
         if hooks.has_skip and hooks.skipped(request):
             return None
         group = hooks.group(request)
         if group is None:
             return None
-        limit = self.max_body
+        limit = self.policies.limit(extras)
         capture = Capture(
             method,
             environ.get("wsgi.url_scheme", "http"),
@@ -278,10 +289,26 @@ class WsgiMetricsMiddleware(Adapter):
             BodyCopy(limit),
             group,
         )
+        capture.extras = extras
         copied = "wsgi.input" in environ and bool(environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ)
         if copied:
             environ["wsgi.input"] = InputCopy(environ["wsgi.input"], capture.request_body)
         return _Exchange(self, capture, environ, start_response, copied)
+
+    def routed(self, capture: Capture, environ: WSGIEnvironment) -> None:
+        """The route the app matched, read from the environ: werkzeug's ``url_rule`` of
+        the request the framework put there (Flask). Integrations add the view's policy."""
+        extras = capture.extras
+        if extras is not None and extras.route is None:
+            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            template = getattr(rule, "rule", None)
+            if isinstance(template, str):
+                extras.route = environ.get("SCRIPT_NAME", "") + template
+
+    def response_of(self, environ: WSGIEnvironment) -> Any:
+        """The framework's response object for the response-aware hooks (None: they get
+        a read-only view of the status and headers). Integrations override it."""
+        return None
 
 
 def read_unread_body(stream: Any, content_length: Any, capture: Capture, limit: int) -> None:

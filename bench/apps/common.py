@@ -28,6 +28,8 @@ DENYLIST = ["password", "x-secret"]
 #: Bytes of GET /big (a streamed response for the peak-RSS measure), in 64 KiB chunks.
 BIG_BYTES = int(os.environ.get("BENCH_BIG_BYTES", str(100 * 1024 * 1024)))
 CHUNK = b"x" * 65536
+#: ``max_body_bytes`` of the audit case's route (POST /audit, a 1 MB JSON body echoed back).
+AUDIT_MAX_BODY = 16 * 1024 * 1024
 #: GET /stream: five chunks, 200 ms apart (time to first byte).
 STREAM_CHUNKS = 5
 STREAM_PAUSE = 0.2
@@ -79,6 +81,12 @@ def our_config() -> Any:
     ):
         if os.environ.get(env):
             extra[name] = kind(os.environ[env])
+    try:  # the audit case's route keeps whole bodies; GET /quiet is never logged (docs/routes.md)
+        from readme_metrics import Route
+
+        extra["routes"] = {"/audit": Route(max_body_bytes=AUDIT_MAX_BODY), "/quiet": Route(log=False)}
+    except ImportError:  # --sdk-path / --compare: a copy from before route policies
+        pass
     extra.update(json.loads(os.environ.get("BENCH_CONFIG") or "{}"))  # bench/run.py --config NAME=JSON
     destinations = extra.pop("exporters_env", None)  # bench/run.py --destinations
     if destinations:

@@ -33,6 +33,16 @@ async def call() -> Any:
     return {"status": (await outgoing_client(asynchronous=True).get(CALLED)).status_code}
 
 
+@app.post("/audit")
+async def audit(request: Request) -> Response:
+    return Response(await request.body(), media_type="application/json")
+
+
+@app.get("/quiet")
+async def quiet() -> Any:
+    return {"pong": True}
+
+
 @app.get("/stream")
 async def stream() -> StreamingResponse:
     async def chunks() -> AsyncIterator[bytes]:

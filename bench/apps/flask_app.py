@@ -1,7 +1,9 @@
 """The Flask app of the benchmark, bare or wrapped by the SDK named in ``BENCH_SDK``.
 
 ``GET /ping`` (tiny JSON), ``POST /echo`` (the body echoed back), ``GET /call`` (one
-outgoing ``httpx`` call to the sink), ``GET /stream`` (five
+outgoing ``httpx`` call to the sink), ``POST /audit`` (the same as ``/echo``, on a route
+whose policy keeps whole bodies), ``GET /quiet`` (``/ping`` on a route never logged),
+``GET /stream`` (five
 chunks, 200 ms apart) and ``GET /big`` (a streamed 100 MB). Served by gunicorn:
 ``gunicorn -k gthread --threads 8 -w 1 flask_app:app``.
 """
@@ -33,6 +35,16 @@ def call() -> Any:
     """One outgoing httpx call to a local service (the sink) per request: the case of
     outgoing capture (``--config outgoing='{"capture_outgoing": true}'``, see bench/run.py)."""
     return {"status": outgoing_client().get(CALLED).status_code}
+
+
+@app.post("/audit")
+def audit() -> Response:
+    return Response(request.get_data(), content_type="application/json")
+
+
+@app.get("/quiet")
+def quiet() -> Any:
+    return {"pong": True}
 
 
 @app.get("/stream")

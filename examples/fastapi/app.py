@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from readme_metrics import MetricsApiConfig, MetricsMiddleware
+from readme_metrics import MetricsApiConfig, MetricsMiddleware, Route
 from readme_metrics.webhooks import VerificationError, verify
 
 app = FastAPI()
@@ -75,10 +75,36 @@ def identify(request: Any) -> dict[str, str] | None:
     return {"api_key": key, "label": f"Customer {key[-4:]}", "email": f"{key[-4:]}@example.com"}
 
 
+@app.get("/items/{item_id}")
+async def item(item_id: int) -> dict[str, Any]:
+    """Logged with ``_route: /items/{item_id}``: one endpoint in the dashboard, whatever the id."""
+    return {"id": item_id, "name": f"item {item_id}"}
+
+
+@app.post("/audit/orders")
+@Route(max_body_bytes=16 * 1024 * 1024, denylist=["card"])  # a per-view policy: whole bodies
+async def audit_orders(request: Request) -> dict[str, Any]:
+    order = json.loads(await request.body() or b"{}")
+    return {"accepted": True, "lines": len(order.get("lines", []))}
+
+
+@app.get("/health")
+@Route(log=False)  # never logged
+async def health() -> dict[str, bool]:
+    return {"ok": True}
+
+
+def metadata(req: Any, response: Any) -> dict[str, Any]:
+    """Stored with each log as ``_metadata`` (runs after the response; ``response`` has
+    ``status`` and ``headers``)."""
+    return {"tenant": req.headers.get("X-Tenant", "public"), "deployment": os.environ.get("DEPLOYMENT", "local")}
+
+
 config = MetricsApiConfig(
     api_key=os.environ.get("README_API_KEY", "local-demo-key"),
     grouping_function=identify,
     denylist=["password", "token"],
     development_mode=True,
+    metadata=metadata,
 )
 app.add_middleware(MetricsMiddleware, config=config)

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from readme_metrics import MetricsApiConfig, MetricsMiddleware
+from readme_metrics import MetricsApiConfig, MetricsMiddleware, Route
 from readme_metrics.webhooks import VerificationError, verify
 
 app = Flask(__name__)
@@ -50,6 +50,25 @@ def fail() -> Any:
     raise RuntimeError("this endpoint always fails")
 
 
+@app.get("/items/<int:item_id>")
+def item(item_id: int) -> Any:
+    """Logged with ``_route: /items/{item_id}``: one endpoint in the dashboard, whatever the id."""
+    return jsonify(id=item_id, name=f"item {item_id}")
+
+
+@app.post("/audit/orders")
+def audit_orders() -> Any:
+    """An audit route: its bodies are kept whole, up to 16 MiB (see ``routes=`` below)."""
+    order = request.get_json(silent=True) or {}
+    return jsonify(accepted=True, lines=len(order.get("lines", [])))
+
+
+@app.get("/health")
+def health() -> Any:
+    """Never logged (``Route(log=False)``)."""
+    return jsonify(ok=True)
+
+
 WEBHOOK_SECRET = os.environ.get("README_WEBHOOK_SECRET", "local-webhook-secret")
 
 
@@ -72,11 +91,23 @@ def identify(req: Any) -> dict[str, str] | None:
     return {"api_key": key, "label": f"Customer {key[-4:]}", "email": f"{key[-4:]}@example.com"}
 
 
+def metadata(req: Any, response: Any) -> dict[str, Any]:
+    """Stored with each log as ``_metadata`` (runs after the response; ``response`` has
+    ``status`` and ``headers``)."""
+    return {"tenant": req.headers.get("X-Tenant", "public"), "deployment": os.environ.get("DEPLOYMENT", "local")}
+
+
 config = MetricsApiConfig(
     api_key=os.environ.get("README_API_KEY", "local-demo-key"),
     grouping_function=identify,
     denylist=["password", "token"],
     development_mode=True,
+    # Route policies (docs/routes.md): the first matching pattern applies.
+    routes={
+        "/audit/*": Route(max_body_bytes=16 * 1024 * 1024, denylist=["card"]),
+        "/health": Route(log=False),
+    },
+    metadata=metadata,
 )
 app.wsgi_app = MetricsMiddleware(app.wsgi_app, config)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from readme_metrics._log import warn_limited
 from readme_metrics.build.bodies import fill_late, splice_late
+from readme_metrics.build.extras import RouteRedactors
 from readme_metrics.build.har import build_log
 from readme_metrics.build.redaction import Redactor
 from readme_metrics.build.secrets import repair
@@ -95,6 +96,8 @@ class Builder:
         self.development = development
         self.log_body = log_body
         self.mask = mask
+        #: Each capture's redactor and body setting (a route's policy may change them).
+        self.routes = RouteRedactors(redactor, log_body)
         key = redactor.api_key
         #: The API key as it appears in encoded JSON.
         self._key_json = dumps(key)[1:-1] if key else None
@@ -104,11 +107,12 @@ class Builder:
         bodies go (see :func:`~readme_metrics.build.bodies.splice_late`); only without a
         mask hook, which must see every value. Raises :class:`BuildError`."""
         try:
+            redactor, log_body = self.routes.of(capture)
             log = build_log(
                 capture,
-                self.redactor,
+                redactor,
                 development=self.development,
-                log_body=self.log_body,
+                log_body=log_body,
                 late=late if self.mask is None else None,
             )
         except Exception as exc:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from readme_metrics._log import warn_limited
 from readme_metrics._version import __version__
 from readme_metrics.build.bodies import body_fields
+from readme_metrics.build.extras import add_extras
 from readme_metrics.build.headers import redact_headers
 from readme_metrics.build.redaction import Redactor, encode_pairs, mask
 from readme_metrics.build.secrets import trim_key_prefix
@@ -234,6 +235,8 @@ def build_entry(
         entry["comment"] = "incomplete: the client went away or the response was not finished"
     if type(capture) is OutgoingCapture:
         _outgoing_fields(capture, entry)
+    if capture.extras is not None:  # _route, _weight, _metadata, _exception (docs/routes.md)
+        add_extras(entry, capture.extras, redactor)
     return entry
 
 
