@@ -24,7 +24,6 @@ from readme_metrics.collector import Collector
 from readme_metrics.collector.storage import (
     SCHEMA_VERSION,
     Filters,
-    InvalidLogError,
     Storage,
     open_storage,
     validate_batch,
@@ -339,18 +338,25 @@ def test_the_log_list_filters_by_a_metadata_key_and_value(new_db: NewDb) -> None
         assert get_json(c.url, f"/api/logs/{tagged[0]['_id']}") == tagged[0]
 
 
-def test_extension_fields_of_the_wrong_type_make_the_log_invalid() -> None:
-    for fields, reason in [
-        ({"weight": 0}, "_weight"),
-        ({"weight": "2"}, "_weight"),
-        ({"direction": "sideways"}, "_direction"),
-        ({"metadata": ["a"]}, "_metadata"),
-        ({"route": 7}, "_route"),
-        ({"parent": ""}, "_parent"),
-        ({"exception": "boom"}, "_exception"),
+def test_extension_fields_of_the_wrong_type_are_left_out_of_the_columns_not_refused() -> None:
+    """No input makes a log disappear: an odd extension field is kept in the stored log as
+    sent, and the columns take their defaults."""
+    for fields, column, default in [
+        ({"weight": 0}, "weight", 1.0),
+        ({"weight": "2"}, "weight", 1.0),
+        ({"weight": -3}, "weight", 1.0),
+        ({"direction": "sideways"}, "direction", "incoming"),
+        ({"metadata": ["a"]}, "metadata", None),
+        ({"route": 7}, "route", None),
+        ({"parent": ""}, "parent", None),
+        ({"exception": "boom"}, "exception_type", None),
     ]:
-        with pytest.raises(InvalidLogError, match=reason):
-            validate_batch([with_fields(make_log(), **fields)])
+        log = with_fields(make_log(), **fields)
+        (record,) = validate_batch([log])
+        assert getattr(record, column) == default, fields
+        assert record.log == log
+    (good,) = validate_batch([with_fields(make_log(), weight=4, route="/items/{id}", direction="outgoing")])
+    assert (good.weight, good.route, good.direction) == (4.0, "/items/{id}", "outgoing")
 
 
 # -- issue 17: outgoing calls ---------------------------------------------------------

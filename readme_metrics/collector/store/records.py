@@ -138,6 +138,33 @@ def _optional_string(value: Any, where: str, limit: int) -> str | None:
     return None if value is None else _string(value, where, limit=limit)
 
 
+def _extension(value: Any, check: Any, default: Any) -> Any:
+    """An extension field's value if ``check`` accepts it, else ``default``: a log whose
+    ``_route``, ``_weight``, ``_metadata``... is odd is stored whole all the same (the
+    field kept as sent in the log, left out of the columns), never refused for it."""
+    try:
+        return default if value is None else check(value)
+    except InvalidLogError:
+        return default
+
+
+def _weight(value: Any) -> float:
+    weight = _number(value, "_weight")
+    if weight <= 0:
+        raise InvalidLogError("_weight must be > 0")
+    return weight
+
+
+def _direction(value: Any) -> str:
+    if value not in ("incoming", "outgoing"):
+        raise InvalidLogError("_direction must be 'incoming' or 'outgoing'")
+    return str(value)
+
+
+def _exception_type(value: Any) -> str | None:
+    return _optional_string(_object(value, "_exception").get("type"), "_exception.type", 1000)
+
+
 def _stored_text(log: Log) -> str:
     """The JSON text to store; :class:`InvalidLogError` if it cannot be stored as UTF-8.
 
@@ -195,22 +222,12 @@ def record_of(log: Any) -> Record:
     parts = urlsplit(url)
     path = parts.path or "/"
     client_ip = log.get("clientIPAddress")
-    route = _optional_string(entry.get("_route"), f"{where}._route", 1000)
-    direction = entry.get("_direction", "incoming")
-    if direction not in ("incoming", "outgoing"):
-        raise InvalidLogError(f"{where}._direction must be 'incoming' or 'outgoing'")
-    weight = 1.0 if entry.get("_weight") is None else _number(entry.get("_weight"), f"{where}._weight")
-    if weight <= 0:
-        raise InvalidLogError(f"{where}._weight must be a number > 0")
-    metadata = entry.get("_metadata")
-    if metadata is not None:
-        metadata = _object(metadata, f"{where}._metadata")
-    exception = entry.get("_exception")
-    exception_type = None
-    if exception is not None:
-        exception_type = _optional_string(
-            _object(exception, f"{where}._exception").get("type"), "_exception.type", 1000
-        )
+    route = _extension(entry.get("_route"), lambda v: _string(v, "_route", limit=1000), None)
+    direction = _extension(entry.get("_direction"), _direction, "incoming")
+    weight = _extension(entry.get("_weight"), _weight, 1.0)
+    metadata = _extension(entry.get("_metadata"), lambda v: _object(v, "_metadata"), None)
+    exception_type = _extension(entry.get("_exception"), _exception_type, None)
+    parent = _extension(entry.get("_parent"), lambda v: _string(v, "_parent", limit=256), None)
     host = parts.netloc.rpartition("@")[2].lower()
     endpoint = f"{method.upper()} {route}" if route else endpoint_of(method, path)
     if direction == "outgoing":
@@ -233,7 +250,7 @@ def record_of(log: Any) -> Record:
         route=route,
         weight=weight,
         direction=direction,
-        parent=_optional_string(entry.get("_parent"), f"{where}._parent", 256),
+        parent=parent,
         host=host,
         metadata=metadata,
         exception_type=exception_type,
