@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from readme_metrics._destinations import outgoing_destination_error
 from readme_metrics.retry import Retry
 from readme_metrics.routes import Route, check_rate, check_routes
 
@@ -343,7 +344,9 @@ class MetricsApiConfig:
         self.capture_outgoing = bool(capture_outgoing)
         self.skip_outgoing = _resolve_callable(skip_outgoing, "skip_outgoing")
         self.outgoing_hosts = _str_list(outgoing_hosts, "outgoing_hosts")
-        if self.capture_outgoing and (problem := outgoing_destination_error(self)):
+        if self.capture_outgoing and (
+            problem := outgoing_destination_error(self.exporter_specs, self.exporters, self.metrics_server)
+        ):
             raise ValueError(f"capture_outgoing=True: {problem}")
         # Route policies, sampling, the metadata hook (docs/routes.md).
         self.routes: dict[str, Route] = check_routes(routes)
@@ -402,28 +405,3 @@ def mark_in_use(config: MetricsApiConfig) -> None:
     """Called by a middleware built with ``config``: from now on, setting one of 3.4.0's
     upper-case attributes raises (the middleware would not see the change)."""
     _in_use.add(config)
-
-
-# -- outgoing calls (issue 17) ----------------------------------------------------------
-
-
-def outgoing_destination_error(config: MetricsApiConfig) -> str | None:
-    """Why ``config`` has nowhere to send outgoing logs, or None when some destination
-    takes them. The hosted ReadMe API counts the calls made *to* your API, so it never gets
-    the calls your API makes (a ReadMe exporter pointing there drops them, counted)."""
-    specs = config.exporter_specs
-    if specs:
-        servers = [(arg or config.metrics_server).rstrip("/") if kind == "readme" else "" for kind, arg in specs]
-        takes = any(server != DEFAULT_METRICS_SERVER for server in servers)
-    elif config.exporters:
-        takes = any(getattr(exporter, "accepts_outgoing", True) for exporter in config.exporters)
-    else:
-        takes = config.metrics_server != DEFAULT_METRICS_SERVER
-    if takes:
-        return None
-    return (
-        f"the only destination is ReadMe's hosted API ({DEFAULT_METRICS_SERVER}), which counts the calls made to "
-        "your API and never receives the calls your API makes; add a destination that takes them: "
-        "metrics_server= (or README_METRICS_SERVER) pointing to your collector (readme-metrics serve), or "
-        "exporters=[...] with a JsonLinesExporter, an OtlpExporter or a ReadMeExporter to your collector"
-    )

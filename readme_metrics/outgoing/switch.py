@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from readme_metrics._destinations import outgoing_destination_error
 from readme_metrics.capture import OutgoingLinks
-from readme_metrics.config import outgoing_destination_error
 from readme_metrics.outgoing import calls, for_httpx, for_requests, for_urllib3
 
 #: Each library: its name and its (patch, unpatch) pair. ``patch`` is False when the
@@ -28,7 +28,7 @@ def instrument(config: Any) -> tuple[str, ...]:
     one; calls outside any request use the first configuration instrumented. Calling it
     again (with this or another configuration) patches nothing twice. Raises ValueError
     when the configuration's only destination is the hosted ReadMe API."""
-    problem = outgoing_destination_error(config)
+    problem = outgoing_destination_error(config.exporter_specs, config.exporters, config.metrics_server)
     if problem:
         raise ValueError(f"readme_metrics.outgoing.instrument: {problem}")
     with _lock:
