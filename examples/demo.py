@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -84,13 +85,23 @@ class Traffic:
         self.streamed: dict[str, Any] = {}
 
     def call(
-        self, method: str, path: str, *, key: str | None = None, body: Any = None, stream: bool = False
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        body: Any = None,
+        stream: bool = False,
+        logged: bool = True,
+        tenant: str | None = None,
     ) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"User-Agent": "readme-metrics-demo"}
         data = None
         if key:
             headers["X-Api-Key"] = key
+        if tenant:
+            headers["X-Tenant"] = tenant
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
@@ -114,7 +125,7 @@ class Traffic:
             link = response.getheader("x-documentation-url")
             if link:
                 self.doc_links.append(link)
-            self.sent += 1
+            self.sent += logged
             return response.status, payload
         finally:
             conn.close()
@@ -138,6 +149,9 @@ class Traffic:
             assert self.call("GET", "/fail", key="customer-9012")[0] == 500
         for path in ("/missing", "/hello/extra"):
             assert self.call("GET", path, key="customer-5678")[0] == 404
+        for item in (7, 42, 1001):  # three paths, one route template
+            assert self.call("GET", f"/items/{item}", key="customer-5678", tenant="acme")[0] == 200
+        assert self.call("GET", "/health", logged=False)[0] == 200  # Route(log=False): never logged
         for i in range(4):  # later requests carry the documentation link once the SDK learned it
             self.call("GET", f"/hello?name=again{i}", key="customer-1234")
             if self.doc_links:
@@ -242,6 +256,19 @@ def report(collector: Collector, db: Path, app_url: str, traffic: Traffic, since
     )
     ok = ok and redacted and not leaked
 
+    items = [e for e in summary["endpoints"] if e["endpoint"].startswith("GET /items/")]
+    if items:
+        endpoint = urllib.parse.quote(items[0]["endpoint"])
+        tagged = get_json(f"{collector.url}/api/logs?endpoint={endpoint}&limit=1&since={since}")["logs"]
+        log = get_json(f"{collector.url}/api/logs/{tagged[0]['id']}") if tagged else {}
+        entry = log.get("request", {}).get("log", {}).get("entries", [{}])[0]
+        out += [
+            "",
+            f"  Route templates: /items/7, /items/42 and /items/1001 are one endpoint, {items[0]['endpoint']}"
+            f" ({items[0]['count']} requests; the log carries _route: {entry.get('_route')});"
+            " /health is never logged (Route(log=False))",
+            f"  Metadata stored with each log by the metadata hook: {json.dumps(entry.get('_metadata'))}",
+        ]
     if traffic.streamed:
         s = traffic.streamed
         out += [

@@ -139,6 +139,8 @@ class _Exchange:
             parsed = _parse_status(status)
         headers = self.middleware.doclink.add_to(capture, headers)  # the one change to a response
         capture.response_started(parsed[0], list(headers), parsed[1])
+        if capture.extras is not None:  # while the framework's request is still in the environ
+            self.middleware.routed(capture, self.environ)  # (Flask clears it when its context ends)
         # exc_info only when there is one: some servers' and test harnesses' start_response
         # take exactly two parameters (PEP 3333 makes the third optional).
         if exc_info is None:

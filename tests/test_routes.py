@@ -76,6 +76,21 @@ def test_route_template_and_metadata(api: MetricsStandIn, app: tuple[str, Server
     assert "_weight" not in e and "_exception" not in e
 
 
+def test_plain_wsgi_middleware_on_flask_sends_the_route(api: MetricsStandIn) -> None:
+    """Flask clears its request from the environ when its context ends: the plain WSGI
+    middleware reads the matched rule at ``start_response``, while it is still there."""
+    server = gunicorn("tests.apps.routes_apps:flask_plain", {"README_METRICS_SERVER": api.url})
+    try:
+        for item in (7, 42):
+            response, rid = send(server, "GET", f"/items/{item}", headers={"X-Tenant": "acme"})
+            assert status(response) == 200
+            e = entry(one_log(api, server, rid))
+            assert e["_route"] == "/items/{item_id}"
+            assert e["_metadata"]["tenant"] == "acme" and e["_metadata"]["kind"] == "ResponseView"
+    finally:
+        server.stop()
+
+
 def test_no_route_on_404(api: MetricsStandIn, app: tuple[str, Server]) -> None:
     _, server = app
     response, rid = send(server, "GET", "/no/such/thing")

@@ -88,6 +88,11 @@ def f_teapot() -> Response:
 
 ReadMeMetrics(config(), flask_app)
 
+#: The same route with the plain WSGI middleware (``app.wsgi_app = MetricsMiddleware(...)``),
+#: the way most Flask apps are wrapped: ``_route`` is read while Flask's request is alive.
+flask_plain = Flask("flask_plain")
+flask_plain.get("/items/<int:item_id>")(f_item)
+
 
 # -- FastAPI -----------------------------------------------------------------------------
 
@@ -96,6 +101,8 @@ from fastapi import Request as FRequest  # noqa: E402
 from fastapi import Response as FResponse  # noqa: E402
 
 from readme_metrics import MetricsMiddleware  # noqa: E402
+
+flask_plain.wsgi_app = MetricsMiddleware(flask_plain.wsgi_app, config())  # type: ignore[method-assign]
 
 fastapi_app = FastAPI()
 
