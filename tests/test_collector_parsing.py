@@ -13,6 +13,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from typing import Any
 
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from readme_metrics.collector.ingest import json_cost, parse_json
+from readme_metrics.collector.storage import parse_time
 from tests.collector_rig import collector, get_json, make_log, post
 from tests.servers import Server
 
@@ -55,7 +57,7 @@ def stdlib(body: bytes) -> Any:
     return json.loads(body.decode("utf-8", "surrogatepass"), parse_constant=refuse, parse_float=finite)
 
 
-def outcome(parse: Any, body: bytes) -> tuple[str, Any]:
+def outcome(parse: Any, body: Any) -> tuple[str, Any]:
     try:
         value = parse(body)
     except ValueError as exc:
@@ -151,3 +153,42 @@ def test_not_json_answers_are_the_standard_librarys(server: Server) -> None:
     status, answer = post(server.url, None, raw=b'[{"a": 1,}]', key=KEY)
     assert status == 400
     assert answer["error"].startswith("the body is not JSON: Expecting property name enclosed in double quotes")
+
+
+def datetime_parse_time(text: str) -> float:
+    """The log's start as computed before the minute cache: one ``datetime`` per log."""
+    match = re.match(
+        r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}(?::?\d{2})?)?$", text.strip()
+    )
+    if not match:
+        raise ValueError(f"not an ISO 8601 time: {text[:40]!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    offset = timedelta(0)
+    if zone and zone not in "Zz":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+    return moment.timestamp() - offset.total_seconds() + (float("0." + fraction) if fraction else 0.0)
+
+
+_two = st.integers(0, 99).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    year=st.integers(1, 9999).map(lambda n: f"{n:04d}"),
+    month=st.sampled_from(["01", "02", "06", "12", "00", "13"]),
+    day=st.sampled_from(["01", "28", "29", "30", "31", "00", "32"]),
+    hour=st.sampled_from(["00", "12", "23", "24"]),
+    minute=st.sampled_from(["00", "59", "60"]),
+    second=_two,
+    fraction=st.sampled_from(["", ".5", ",25", ".496", ".123456789"]),
+    zone=st.sampled_from(["", "Z", "z", "+00:00", "-08:00", "+0530", "+01", "-23:59"]),
+    sep=st.sampled_from(["T", " "]),
+)
+def test_start_times_parse_as_before(
+    year: str, month: str, day: str, hour: str, minute: str, second: str, fraction: str, zone: str, sep: str
+) -> None:
+    text = f"{year}-{month}-{day}{sep}{hour}:{minute}:{second}{fraction}{zone}"
+    assert outcome(parse_time, text) == outcome(datetime_parse_time, text)
