@@ -1,27 +1,36 @@
 """The collector's ingest rate and dashboard latency, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/ingest.py [--seconds 8] [--posters 8] [--batch 100]
-                                     [--rows 1000000] [--engines sqlite,postgres] [--json]
+    .venv/bin/python bench/ingest.py [--seconds 8] [--posters 8] [--batch 100] [--workers 1,2]
+                                     [--plain] [--rows 1000000] [--engines sqlite,postgres]
+                                     [--no-insert] [--json]
     python3 dev.py bench-ingest       # the same, with the defaults
 
-**Ingest.** For each engine, a ``readme-metrics serve`` subprocess (a fresh SQLite file, or
-a fresh database on a PostgreSQL server started for the run with its default, durable
-settings: ``fsync`` and ``synchronous_commit`` on) receives batches of ``--batch`` typical
-logs (about 1.5 KiB each: a dozen headers, JSON bodies both ways) from ``--posters``
-concurrent processes, each on one kept-alive connection, for ``--seconds``. Printed: logs
-per second sustained (logs answered 202 / time), then the check that nothing was lost or
-duplicated (the collector's count == logs sent, all ids distinct). Then ``storage.insert``
-alone, in this process, from 8 threads: the store's own rate, without HTTP.
+**Ingest.** For each engine and each ``--workers`` count, a ``readme-metrics serve --workers
+N`` subprocess (a fresh SQLite file, or a fresh database on a PostgreSQL server started for
+the run with its default, durable settings: ``fsync`` and ``synchronous_commit`` on)
+receives batches of ``--batch`` typical logs (about 2 KB each: a dozen headers, JSON bodies
+both ways) from ``--posters`` concurrent processes, each on one kept-alive
+``http.client`` connection, for ``--seconds``. The posters are made cheap, since they share
+the machine's cores with the collector: their bodies (fresh ids, gzip-compressed as the SDK
+sends them, or not with ``--plain``) are encoded before the clock starts. Printed: logs per
+second sustained (logs answered 202 / time); the check that nothing was lost or duplicated
+(the collector's count == logs sent, all ids distinct); and the CPU each log cost, from
+``/proc``: the collector's process tree (all its workers), PostgreSQL's (the postmaster
+and its backends) and the posters', with the rate one core would sustain at that cost.
+Then ``storage.insert`` alone, in this process, from 8 threads: the store's own rate,
+without HTTP.
 
 **Dashboard.** On PostgreSQL, ``--rows`` logs spread over 30 days are written straight into
 the tables (``generate_series``, not HTTP), then a collector answers, 20 times each: the
-summary of everything stored, the summary of the last 24 hours, a filtered log page
+summary of everything stored (the first computed from the rows, printed apart; the next
+ones kept, see store/cache.py), the summary of the last 24 hours, a filtered log page
 (``status=errors`` on one endpoint) and the log page of one caller. p50 and p95 in ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import json
 import multiprocessing
@@ -40,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from readme_metrics.collector.ingest import parse_json  # noqa: E402
 from readme_metrics.collector.storage import open_storage, validate_batch  # noqa: E402
 from tests.collector_rig import auth, collector, make_log  # noqa: E402
 from tests.pg_rig import PostgresServer  # noqa: E402
@@ -81,14 +91,30 @@ def batch_template(size: int) -> bytes:
     return json.dumps([typical_log(f"@@BATCH@@-{i}", i) for i in range(size)]).encode()
 
 
-def poster(url: str, template: bytes, size: int, seconds: float, results: Any) -> None:
+def prepared_bodies(template: bytes, count: int, gzipped: bool) -> list[bytes]:
+    """``count`` batches with fresh ids, encoded beforehand (gzip like the SDK, or not)."""
+    bodies = [template.replace(b"@@BATCH@@", uuid.uuid4().hex.encode()) for _ in range(count)]
+    return [gzip.compress(b, 6) for b in bodies] if gzipped else bodies
+
+
+def poster(
+    url: str, template: bytes, size: int, seconds: float, gzipped: bool, ready: Any, go: Any, results: Any
+) -> None:
+    """One SDK-like sender on one kept-alive connection, as cheap as it can be: its bodies are
+    encoded before the clock starts (more are made on the fly if it runs out)."""
     host, port = url.removeprefix("http://").split(":")
+    bodies = prepared_bodies(template, PREPARED, gzipped)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     headers = {"Content-Type": "application/json", "Authorization": auth("bench")}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     sent = refused = 0
+    ready.put(None)
+    go.wait()
+    cpu = time.process_time()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        body = template.replace(b"@@BATCH@@", uuid.uuid4().hex.encode())
+        body = bodies.pop() if bodies else prepared_bodies(template, 1, gzipped)[0]
         conn.request("POST", "/v1/request", body, headers)
         response = conn.getresponse()
         response.read()
@@ -97,55 +123,97 @@ def poster(url: str, template: bytes, size: int, seconds: float, results: Any) -
         else:
             refused += 1
     conn.close()
-    results.put((sent, refused))
+    results.put((sent, refused, time.process_time() - cpu))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+#: Batches each poster encodes before the clock starts (enough for 40,000 logs/s with the defaults).
+PREPARED = 400
 
 
-def ingest(db: str, posters: int, size: int, seconds: float, collectors: int = 1) -> dict[str, Any]:
+def _stat(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:  # gone
+        return None
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU so far of process ``root`` and its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(entry)) is not None:
+            parents[int(entry)] = int(fields[1])
+            times[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(t for pid, t in times.items() if _descends(pid, root, parents))
+
+
+def _descends(pid: int, root: int, parents: dict[int, int]) -> bool:
+    while pid != root and pid in parents and pid > 1:
+        pid = parents[pid]
+    return pid == root
+
+
+def ingest(
+    db: str,
+    posters: int,
+    size: int,
+    seconds: float,
+    *,
+    workers: int = 1,
+    gzipped: bool = True,
+    pg_pid: int | None = None,
+) -> dict[str, Any]:
     args = ("--max-concurrent-ingests", str(posters * 2), "--max-rows", "0", "--max-age-days", "0")
-    servers = [collector(db, *args) for _ in range(collectors)]
+    srv = collector(db, *args, "--workers", str(workers))
     try:
         template = batch_template(size)
         results: Any = multiprocessing.Queue()
+        ready: Any = multiprocessing.Queue()
+        go: Any = multiprocessing.Event()
         procs = [
-            multiprocessing.Process(target=poster, args=(servers[i % collectors].url, template, size, seconds, results))
-            for i in range(posters)
+            multiprocessing.Process(target=poster, args=(srv.url, template, size, seconds, gzipped, ready, go, results))
+            for _ in range(posters)
         ]
-        cpu = [cpu_seconds(srv.proc.pid) for srv in servers]
-        started = time.monotonic()
         for p in procs:
             p.start()
+        for _ in procs:
+            ready.get(timeout=300)
+        time.sleep(1.0 if workers > 1 else 0.2)  # the workers are up (the port answers once one is)
+        cpu = tree_cpu_seconds(srv.proc.pid)
+        db_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+        started = time.monotonic()
+        go.set()
         answers = [results.get(timeout=seconds + 120) for _ in procs]
         elapsed = time.monotonic() - started
-        cpu = [cpu_seconds(srv.proc.pid) - before for srv, before in zip(servers, cpu, strict=True)]
+        cpu = tree_cpu_seconds(srv.proc.pid) - cpu
+        db_cpu = (tree_cpu_seconds(pg_pid) - db_cpu) if pg_pid else 0.0
         for p in procs:
             p.join()
         sent = sum(a[0] for a in answers)
-        with urllib.request.urlopen(servers[0].url + "/healthz") as response:
+        with urllib.request.urlopen(srv.url + "/healthz") as response:
             stored = json.loads(response.read())["logs"]
     finally:
-        for srv in servers:
-            srv.stop()
+        srv.stop()
     storage = open_storage(db, max_age_days=None, max_rows=None)
     try:
         with storage.engine.reader() as conn:
             distinct = conn.one("SELECT count(DISTINCT id) FROM logs")[0]
     finally:
         storage.close()
+    per_log = max(sent, 1)
     return {
-        "collectors": collectors,
+        "workers": workers,
+        "gzip": gzipped,
         "logs_per_s": round(sent / elapsed),
         "sent": sent,
         "stored": stored,
         "distinct_ids": distinct,
         "refused_batches": sum(a[1] for a in answers),
         "log_bytes": len(template) // size,
-        "collector_cpu_us_per_log": round(sum(cpu) / max(sent, 1) * 1e6, 1),
+        "collector_cpu_us_per_log": round(cpu / per_log * 1e6, 1),
+        "database_cpu_us_per_log": round(db_cpu / per_log * 1e6, 1) if pg_pid else None,
+        "posters_cpu_us_per_log": round(sum(a[2] for a in answers) / per_log * 1e6, 1),
         "ok": sent == stored == distinct,
     }
 
@@ -156,7 +224,7 @@ def insert_rate(db: str, size: int, batches: int = 300, threads: int = 8) -> dic
     template = batch_template(size)
     t0 = time.process_time()
     work = [
-        validate_batch(json.loads(template.replace(b"@@BATCH@@", uuid.uuid4().hex.encode()))) for _ in range(batches)
+        validate_batch(parse_json(template.replace(b"@@BATCH@@", uuid.uuid4().hex.encode()))) for _ in range(batches)
     ]
     validate_us = (time.process_time() - t0) / (batches * size) * 1e6
     lock = threading.Lock()
@@ -230,11 +298,32 @@ def dashboard(url: str, rows: int) -> dict[str, Any]:
                 with urllib.request.urlopen(srv.url + path, timeout=120) as response:
                     response.read()
                 times.append((time.perf_counter() - t) * 1000)
+            first = times[0]
             times.sort()
             figures[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[18], 1)}
+            if name == "summary, all stored":
+                figures[name]["first_ms"] = round(first, 1)
     finally:
         srv.stop()
     return {"rows": rows, "fill_s": round(fill_s, 1), "queries": figures}
+
+
+def postmaster_pid(pg: PostgresServer) -> int:
+    return int((pg.data / "postmaster.pid").read_text().split()[0])
+
+
+def print_ingest(engine: str, r: dict[str, Any], posters: int, batch: int) -> None:
+    db = f", PostgreSQL {r['database_cpu_us_per_log']} us" if r["database_cpu_us_per_log"] is not None else ""
+    cpu = r["collector_cpu_us_per_log"] + (r["database_cpu_us_per_log"] or 0)
+    print(
+        f"{engine}, {r['workers']} worker(s): {r['logs_per_s']:,} logs/s over HTTP ({posters} posters,"
+        f" batches of {batch}, {r['log_bytes']} B a log, {'gzip' if r['gzip'] else 'not compressed'});"
+        f" sent {r['sent']:,}, stored {r['stored']:,}, distinct ids {r['distinct_ids']:,},"
+        f" refused batches {r['refused_batches']} -> {'OK' if r['ok'] else 'MISMATCH'}\n"
+        f"  CPU a log: collector {r['collector_cpu_us_per_log']} us{db}, posters {r['posters_cpu_us_per_log']} us"
+        f" -> one core serving alone: {round(1e6 / max(cpu, 0.1)):,} logs/s",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -244,40 +333,46 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--engines", default="sqlite,postgres")
-    parser.add_argument("--collectors", type=int, default=1, help="collector processes sharing the database")
+    parser.add_argument("--workers", default="1,2", help="comma-separated: the collector's --workers, one run each")
+    parser.add_argument("--plain", action="store_true", help="bodies not compressed (the SDK gzips them)")
+    parser.add_argument("--no-insert", action="store_true", help="skip storage.insert alone")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    engines = args.engines.split(",")
+    engines = [e for e in args.engines.split(",") if e]
     report: dict[str, Any] = {"cpus": os.cpu_count()}
-    pg = PostgresServer(fast=False) if "postgres" in engines else None
+    pg = PostgresServer(fast=False) if "postgres" in engines or args.rows else None
     tmp = Path(tempfile.mkdtemp(prefix="readme-metrics-bench-"))
     try:
         for engine in engines:
             make = (lambda name: pg.new_database(name)) if engine == "postgres" and pg else None
-            db = make("ingest") if make else str(tmp / f"ingest-{uuid.uuid4().hex[:6]}.sqlite3")
-            result = ingest(db, args.posters, args.batch, args.seconds, args.collectors)
-            direct_db = make("direct") if make else str(tmp / f"direct-{uuid.uuid4().hex[:6]}.sqlite3")
-            result["storage_insert"] = direct = insert_rate(direct_db, args.batch)
-            report[engine] = result
-            if not args.json:
-                print(
-                    f"{engine}: ingest over HTTP {result['logs_per_s']:,} logs/s ({args.posters} posters,"
-                    f" {args.collectors} collector process(es), batches of {args.batch}, {result['log_bytes']} B"
-                    f" a log); sent {result['sent']:,}, stored {result['stored']:,}, distinct ids"
-                    f" {result['distinct_ids']:,}, refused batches {result['refused_batches']}"
-                    f" -> {'OK' if result['ok'] else 'MISMATCH'}; collector CPU {result['collector_cpu_us_per_log']} us"
-                    f" a log\n  storage.insert alone (8 threads, one process): {direct['logs_per_s']:,} logs/s,"
-                    f" {direct['client_cpu_us_per_log']} us CPU a log in the process (parsing and validating"
-                    f" beforehand: {direct['parse_and_validate_cpu_us_per_log']} us a log)",
-                    flush=True,
+            pg_pid = postmaster_pid(pg) if make and pg else None
+            report[engine] = runs = []
+            for workers in (int(w) for w in args.workers.split(",")):
+                db = make("ingest") if make else str(tmp / f"ingest-{uuid.uuid4().hex[:6]}.sqlite3")
+                result = ingest(
+                    db, args.posters, args.batch, args.seconds, workers=workers, gzipped=not args.plain, pg_pid=pg_pid
                 )
+                runs.append(result)
+                if not args.json:
+                    print_ingest(engine, result, args.posters, args.batch)
+            if not args.no_insert:
+                direct_db = make("direct") if make else str(tmp / f"direct-{uuid.uuid4().hex[:6]}.sqlite3")
+                report[f"{engine}_storage_insert"] = direct = insert_rate(direct_db, args.batch)
+                if not args.json:
+                    print(
+                        f"  {engine} storage.insert alone (8 threads, one process): {direct['logs_per_s']:,} logs/s,"
+                        f" {direct['client_cpu_us_per_log']} us CPU a log in the process (parsing and validating"
+                        f" beforehand: {direct['parse_and_validate_cpu_us_per_log']} us a log)",
+                        flush=True,
+                    )
         if pg and args.rows:
             report["dashboard"] = dashboard(pg.new_database("dashboard"), args.rows)
             if not args.json:
                 d = report["dashboard"]
                 print(f"dashboard on PostgreSQL, {d['rows']:,} logs (filled in {d['fill_s']} s):")
                 for name, f in d["queries"].items():
-                    print(f"  {name:34} p50 {f['p50_ms']:>7} ms   p95 {f['p95_ms']:>7} ms")
+                    first = f" (first, computed: {f['first_ms']} ms)" if "first_ms" in f else ""
+                    print(f"  {name:34} p50 {f['p50_ms']:>7} ms   p95 {f['p95_ms']:>7} ms{first}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if pg:

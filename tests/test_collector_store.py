@@ -201,6 +201,7 @@ def test_two_collector_processes_share_one_database(new_db: NewDb) -> None:
         summaries = [get_json(base, "/api/summary") for base in (one.url, two.url)]
         for s in summaries:
             s.pop("series")  # relative to "now"
+            assert s.pop("as_of") <= time.time()  # when each took its snapshot
         assert summaries[0] == summaries[1]
         assert (summaries[0]["total"], summaries[0]["errors"], summaries[0]["stored"]) == (110, 10, 110)
     finally:

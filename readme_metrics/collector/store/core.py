@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from readme_metrics.collector.store import queries
+from readme_metrics.collector.store.cache import SLOW_SUMMARY, SummaryCache
 from readme_metrics.collector.store.engine import PRUNE_BATCH, Engine, Row
 from readme_metrics.collector.store.filters import Filters
 from readme_metrics.collector.store.postgres import PostgresEngine, is_postgres_url
@@ -42,6 +43,8 @@ class Storage:
     """The collector's store. Thread-safe; one instance per process and database.
 
     ``db``: a ``postgresql://`` URL (PostgreSQL), else a SQLite file's path.
+    ``slow_summary``: a summary that took this many seconds or more is kept and refreshed
+    in the background (:mod:`~readme_metrics.collector.store.cache`); None: never.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Storage:
         max_rows: int | None = 100_000,
         prune_interval: float = 60.0,
         prune_batch: int = PRUNE_BATCH,
+        slow_summary: float | None = SLOW_SUMMARY,
     ) -> None:
         self.engine: Engine = PostgresEngine(str(db)) if is_postgres_url(db) else SqliteEngine(Path(db))
         self.dialect = self.engine.dialect
@@ -66,12 +70,14 @@ class Storage:
         self._active = 0
         self._idle = threading.Condition()
         self._prune_lock = threading.Lock()
+        self.summary_cache = SummaryCache(slow=slow_summary)
 
     def close(self) -> None:
         """Wait for the batches being stored, then close (later inserts: :class:`StorageClosedError`)."""
         with self._idle:
             self._closed = True
             self._idle.wait_for(lambda: self._active == 0)
+        self.summary_cache.close()
         self.engine.close()
 
     # -- writing -----------------------------------------------------------------------
@@ -207,9 +213,19 @@ class Storage:
         return [dict(json.loads(text)) for text in texts]
 
     def summary(self, filters: Filters, *, now: float | None = None) -> dict[str, Any]:
-        """Every figure of the dashboard for the logs matching ``filters`` (one snapshot)."""
-        with self.engine.snapshot() as db:
-            return queries.summary(db, filters, time.time() if now is None else now)
+        """Every figure of the dashboard for the logs matching ``filters`` (one snapshot, taken
+        at ``as_of``, Unix seconds). A slow one may be kept a while: see ``slow_summary``."""
+
+        def compute() -> dict[str, Any]:
+            with self.engine.snapshot() as db:
+                as_of = time.time()
+                answer = queries.summary(db, filters, as_of if now is None else now)
+            answer["as_of"] = as_of
+            return answer
+
+        if now is not None or (filters.since is not None and filters.until is None):
+            return compute()  # a range ending "now" moves: not kept
+        return self.summary_cache.get(filters, compute)
 
     def outgoing_summary(self, filters: Filters) -> dict[str, Any]:
         """The outgoing calls matching ``filters``, per host and per endpoint (one snapshot)."""

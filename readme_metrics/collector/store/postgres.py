@@ -28,6 +28,11 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+try:  # a dependency on CPython; the standard library's json elsewhere
+    import orjson
+except ImportError:  # pragma: no cover - PyPy
+    orjson = None  # type: ignore[assignment]
+
 from readme_metrics.collector.store.dialect import POSTGRES, Db
 from readme_metrics.collector.store.engine import COLUMNS, Row
 from readme_metrics.collector.store.schema import MIGRATION_LOCK, migrate
@@ -121,7 +126,10 @@ class PostgresEngine:
         ordered = sorted(rows, key=lambda row: row[0])
         if any("\\u0000" in row[-1] for row in ordered):
             ordered = [_without_nul(row) for row in ordered]
-        batch = json.dumps([dict(zip(_KEYS, row, strict=True)) for row in ordered], ensure_ascii=False)
+        objects = [dict(zip(_KEYS, row, strict=True)) for row in ordered]
+        # orjson: several times faster on the stored texts; every string is valid UTF-8 (checked
+        # on ingest) and every number finite.
+        batch = orjson.dumps(objects).decode() if orjson else json.dumps(objects, ensure_ascii=False)
         with self._connection() as conn, conn.transaction():
             return int(conn.execute(_INSERT, [batch]).rowcount)
 

@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,15 +65,36 @@ def parse_time(text: str) -> float:
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
         offset = sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
-    seconds = moment.timestamp() - offset.total_seconds()
+    start = _minute_start(year, month, day, hour, minute)
+    if int(second) > 59:
+        raise ValueError("second must be in 0..59")  # as datetime says it (after the fields before)
+    seconds = start + int(second) - offset.total_seconds()
     return seconds + (float("0." + fraction) if fraction else 0.0)
+
+
+@lru_cache(maxsize=1024)
+def _minute_start(year: str, month: str, day: str, hour: str, minute: str) -> float:
+    """Unix seconds of a minute's start (logs arrive in time order: a few minutes at a time)."""
+    return datetime(int(year), int(month), int(day), int(hour), int(minute), tzinfo=timezone.utc).timestamp()
 
 
 def endpoint_of(method: str, path: str) -> str:
     """``METHOD /path`` with id-like path segments replaced by ``{id}``."""
+    if len(path) <= _CACHED_PATH:
+        return _cached_endpoint(method, path)
+    return _endpoint(method, path)
+
+
+#: Paths up to this long have their endpoint cached (an API has few, and ids repeat).
+_CACHED_PATH = 200
+
+
+def _endpoint(method: str, path: str) -> str:
     segments = [("{id}" if _ID_SEGMENT.match(s) else s) for s in path.split("/")]
     return f"{method.upper()} {'/'.join(segments) or '/'}"
+
+
+_cached_endpoint = lru_cache(maxsize=4096)(_endpoint)
 
 
 @dataclass(frozen=True)
@@ -202,23 +224,22 @@ def record_of(log: Any) -> Record:
     if not isinstance(entries, list) or not entries:
         raise InvalidLogError("request.log.entries must be a non-empty array")
     entry = _object(entries[0], "request.log.entries[0]")
-    where = "request.log.entries[0]"
-    started_text = _string(entry.get("startedDateTime"), f"{where}.startedDateTime", limit=64)
+    started_text = _string(entry.get("startedDateTime"), "request.log.entries[0].startedDateTime", limit=64)
     try:
         started = parse_time(started_text)
     except ValueError as exc:
-        raise InvalidLogError(f"{where}.startedDateTime: {exc}") from None
-    duration = _number(entry.get("time"), f"{where}.time")
-    request = _object(entry.get("request"), f"{where}.request")
-    response = _object(entry.get("response"), f"{where}.response")
-    method = _string(request.get("method"), f"{where}.request.method", limit=64)
-    url = _string(request.get("url"), f"{where}.request.url")
+        raise InvalidLogError(f"request.log.entries[0].startedDateTime: {exc}") from None
+    duration = _number(entry.get("time"), "request.log.entries[0].time")
+    request = _object(entry.get("request"), "request.log.entries[0].request")
+    response = _object(entry.get("response"), "request.log.entries[0].response")
+    method = _string(request.get("method"), "request.log.entries[0].request.method", limit=64)
+    url = _string(request.get("url"), "request.log.entries[0].request.url")
     status = response.get("status")
     if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 999:
-        raise InvalidLogError(f"{where}.response.status must be an integer from 0 to 999")
+        raise InvalidLogError("request.log.entries[0].response.status must be an integer from 0 to 999")
     for part, name in ((request, "request"), (response, "response")):
         if not isinstance(part.get("headers", []), list):
-            raise InvalidLogError(f"{where}.{name}.headers must be an array")
+            raise InvalidLogError(f"request.log.entries[0].{name}.headers must be an array")
     parts = urlsplit(url)
     path = parts.path or "/"
     client_ip = log.get("clientIPAddress")
