@@ -166,4 +166,5 @@ class Service:
         return f"http://{host_header}" if host_header else fallback
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "logs": self.storage.count(), "latest": self.storage.latest()}
+        stored, latest = self.storage.stored_and_latest()  # polled every 2 s by the dashboard
+        return {"ok": True, "logs": stored, "latest": latest}

@@ -142,6 +142,12 @@ class Storage:
 
     # -- reading -----------------------------------------------------------------------
 
+    def stored_and_latest(self) -> tuple[int, int]:
+        """(Logs stored, :meth:`latest`) cheaply: above 200,000 rows on PostgreSQL the count
+        is the planner's estimate (as the summary's ``stored``), not a scan of the table."""
+        with self.engine.reader() as db:
+            return queries.stored_and_latest(db)
+
     def latest(self) -> int:
         """A number that changes when logs are stored: the newest row's sequence number (0: none)."""
         with self.engine.reader() as db:
