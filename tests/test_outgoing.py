@@ -9,9 +9,11 @@ hosted API, ``outgoing_hosts``.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import threading
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -424,3 +426,29 @@ def test_bare_urllib3_calls_are_logged_once_each(
     assert partial["_completed"] is False and partial["response"]["bodySize"] > 0
     assert failed["response"]["status"] == 0 and failed["_error"] == type(caught.value).__name__
     assert all(e["_direction"] == "outgoing" for e in exporter.entries)
+
+
+@pytest.mark.parametrize("library", ["requests", "urllib3"])
+def test_an_unread_response_is_freed_by_reference_counting(
+    memory: tuple[MetricsApiConfig, MemoryExporter], target: Target, library: str
+) -> None:
+    # The wrappers put on the urllib3 response must not make a reference cycle: the response
+    # (and its socket) goes with its last reference, not at a later garbage collection.
+    config, exporter = memory
+    outgoing.instrument(config)
+    gc.collect()
+    gc.disable()
+    try:
+        if library == "requests":
+            response = requests.get(f"{target.url}/echo", stream=True, timeout=10)
+            raw = weakref.ref(response.raw)
+        else:
+            response = urllib3.PoolManager().request("GET", f"{target.url}/echo", preload_content=False)
+            raw = weakref.ref(response)
+        del response
+        assert raw() is None
+    finally:
+        gc.enable()
+    client_for(config).flush(10)
+    (call,) = exporter.entries
+    assert call["_completed"] is False  # finished, unread, when it was freed
