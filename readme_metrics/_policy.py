@@ -143,7 +143,8 @@ class Policies:
         policy = self.table.for_path(path) if self.table is not None else None
         if policy is not None and not policy.log:
             return None
-        return Extras(policy, random() if self.sampling else 0.0)
+        # Always drawn (a view's own sample_rate is known only once the framework routed).
+        return Extras(policy, random())
 
     def limit(self, extras: Extras) -> int:
         """Most bytes of each body to copy under ``extras``' policy and draw (0: none).
