@@ -54,13 +54,16 @@ def _without_root_dot(host: str) -> str:
 
 
 def takes_response(fn: Callable[..., Any]) -> bool:
-    """Whether a hook takes ``(request, response)``: two positional parameters or more (or
-    ``*args``). Read once, when the configuration's hooks are compiled."""
+    """Whether a hook takes ``(request, response)``: two positional parameters or more
+    without a default (or ``*args``); ``lambda request, prefixes=PREFIXES: ...`` is the
+    one-argument form. Read once, when the configuration's hooks are compiled."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: the old form
         return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 

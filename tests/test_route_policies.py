@@ -163,6 +163,9 @@ def test_hook_arity_is_read_once() -> None:
     assert not takes_response(one) and takes_response(two) and takes_response(var)
     assert not takes_response(lambda request, *, flag=False: False)
     assert not takes_response(len)  # no signature: the old form
+    # a default argument is no second parameter: the one-argument form
+    assert not takes_response(lambda request, prefixes=("/health",): request.path.startswith(prefixes))
+    assert takes_response(lambda request, response, prefixes=("/health",): False)
 
 
 def _recurse(n: int) -> None:
