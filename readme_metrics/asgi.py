@@ -143,8 +143,7 @@ class _Exchange:
             body = message.get("body")
             if body and not self.done:  # once finished, the worker owns the capture
                 if not self.routed:  # the app has routed: the view's policy sets the body limits
-                    self.routed = True
-                    self.middleware.routed(self.capture, self.scope)
+                    self.route()
                 self.capture.request_body.add(body)
         elif kind == "http.disconnect" and not self.done and not self.ending:
             self.disconnected = True
@@ -158,6 +157,8 @@ class _Exchange:
                 self.capture.response_body.add(body)
             last = not message.get("more_body", False) and not self.trailers
         elif kind == "http.response.start":
+            if not self.routed:  # the view's policy, for a request whose body the app never read
+                self.route()
             headers = message.get("headers", ())
             if not isinstance(headers, (list, tuple)):  # a one-shot iterable: keep it readable
                 headers = list(headers)
@@ -189,6 +190,12 @@ class _Exchange:
             raise
         if last:
             self.finish()
+
+    def route(self) -> None:
+        """The route and the view's policy, once the app has routed (``scope["endpoint"]``)."""
+        capture = self.capture
+        self.middleware.routed(capture, self.scope)
+        self.routed = capture.extras is None or capture.extras.route is not None
 
     def finish(self, error: BaseException | None = None, *, returned: bool = False) -> None:
         """Close and submit the capture, once. ``error``: what ended the exchange early."""

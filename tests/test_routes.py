@@ -160,3 +160,28 @@ def test_response_aware_skip_and_guarded_metadata(api: MetricsStandIn, app: tupl
     assert status(response) == 200
     e: dict[str, Any] = entry(one_log(api, server, rid))  # still logged
     assert "_metadata" not in e and e["_route"] == "/items/{item_id}"
+
+
+def test_view_body_limit_reaches_the_response_of_a_get(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+    # No request body for the view's policy to be applied on: it applies at response start.
+    _, server = app
+    response, rid = send(server, "GET", "/view-big", timeout=30)
+    assert response.body == BIG
+    assert response_body(one_log(api, server, rid)) == BIG
+
+
+def test_no_documentation_link_for_a_sampled_out_request(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+    _, server = app
+    response, rid = send(server, "GET", "/sampled/ok")
+    assert response.header("x-documentation-url") is None  # its log is never sent
+    no_log(api, server, rid)
+    response, rid = send(server, "GET", "/items/3")
+    link = response.header("x-documentation-url")
+    assert link == f"https://docs.example.test/logs/{one_log(api, server, rid)['_id']}"
+
+
+def test_an_odd_skip_result_is_the_hooks_failure(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+    _, server = app
+    response, rid = send(server, "GET", "/items/5", headers={"X-Odd-Skip": "1"})  # its __bool__ raises
+    assert status(response) == 200 and json.loads(response.body) == {"id": 5}
+    assert entry(one_log(api, server, rid))["_route"] == "/items/{item_id}"  # still logged
