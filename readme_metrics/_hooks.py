@@ -111,20 +111,20 @@ class Hooks:
             return False
         try:
             result = self.config.skip(request)
-        except Exception as exc:
-            warn_limited(
-                "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc
-            )
-            return False
-        if inspect.isawaitable(result):
+            if not inspect.isawaitable(result):
+                return bool(result)  # inside the guard: a result whose __bool__ raises
             if allow_async:
                 return result
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-            warn_limited("skip_async", "readme_metrics: an async skip hook cannot run under WSGI; logging the request")
+        except Exception as exc:
+            warn_limited(
+                "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc
+            )
             return False
-        return bool(result)
+        warn_limited("skip_async", "readme_metrics: an async skip hook cannot run under WSGI; logging the request")
+        return False
 
     @staticmethod
     async def resolve_skip(result: Any) -> bool:

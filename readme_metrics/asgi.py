@@ -68,9 +68,10 @@ from typing import TYPE_CHECKING, Any
 from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
+from readme_metrics._links import OutgoingLinks
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._policy import view_route
-from readme_metrics.capture import BodyCopy, Capture, Extras, OutgoingLinks, header_pairs, path_as_latin1
+from readme_metrics.capture import BodyCopy, Capture, Extras, header_pairs, path_as_latin1
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -213,12 +214,19 @@ class _Exchange:
         )
         completed = error is None and not returned and not self.disconnected
         capture.finish(completed=completed, error=error, server_500=server_500)
+        kept = True
         if capture.extras is not None:  # route policies, sampling, response-aware hooks
             middleware, scope = self.middleware, self.scope
-            middleware.routed(capture, scope)
-            if not middleware.policies.keep(capture, lambda: middleware.make_request(scope, capture.host, self.path)):
-                return
-        self.client.submit(capture)
+            # A client that went away (or a cancellation) is no error of the app's.
+            capture.extras.gone = self.disconnected or isinstance(error, asyncio.CancelledError)
+            kept = middleware.policies.decide(
+                capture,
+                lambda: middleware.routed(capture, scope),
+                lambda: middleware.make_request(scope, capture.host, self.path),
+            )
+        if kept:
+            self.client.submit(capture)
+        OutgoingLinks.settle(capture, kept)  # the calls made while serving it follow it
 
 
 class AsgiMetricsMiddleware(Adapter):
@@ -249,7 +257,11 @@ class AsgiMetricsMiddleware(Adapter):
                 )
                 capture = None
             if capture is None:
-                await self.app(scope, receive, send)
+                token = OutgoingLinks.enter(None, self.config)  # not logged: nor are its calls
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    OutgoingLinks.leave(token)
                 return
             exchange = _Exchange(self, capture, receive, send, scope, _full_path(scope))
             token = OutgoingLinks.enter(capture, self.config)  # outgoing calls link to this request

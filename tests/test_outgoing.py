@@ -223,6 +223,80 @@ def test_the_sdks_own_calls_are_never_logged(api: MetricsStandIn, app: Server) -
     assert urls and not [url for url in urls if url.startswith(api.url)]
 
 
+# -- the calls share their request's fate (route policies, sampling, filters) -------------
+
+
+def outgoing_mentioning(api: MetricsStandIn, rid: str) -> list[dict[str, Any]]:
+    return api.matching(
+        lambda log: (
+            entry(log).get("_direction") == "outgoing"
+            and header_value(entry(log)["request"]["headers"], "X-Req-Id") == rid
+        )
+    )
+
+
+def incoming_mentioning(api: MetricsStandIn, rid: str) -> list[dict[str, Any]]:
+    return api.matching(
+        lambda log: "_direction" not in entry(log) and header_value(entry(log)["request"]["headers"], "X-Req-Id") == rid
+    )
+
+
+def test_the_calls_of_a_request_not_logged_are_not_logged(api: MetricsStandIn, app: Server) -> None:
+    cases = [("/quiet/call", {}), ("/excluded/call", {}), ("/sampled/call", {}), ("/call", {"X-No-Log": "1"})]
+    if "uvicorn" in " ".join(app.proc.args):  # type: ignore[arg-type]
+        cases.append(("/view-quiet/call", {}))  # @Route(log=False) on the endpoint (FastAPI)
+    rids = []
+    for path, headers in cases:
+        response, rid = send(app, "POST", path, headers=headers)
+        assert response.status_line.endswith(b"200 OK") and b"tok-answer" in response.body  # the app got it all
+        rids.append(rid)
+    settle(api, app)
+    for (path, _), rid in zip(cases, rids, strict=True):
+        assert not incoming_mentioning(api, rid) and not outgoing_mentioning(api, rid), path
+
+
+def test_a_request_logged_for_its_outcome_brings_its_calls(api: MetricsStandIn, app: Server) -> None:
+    response, rid = send(app, "POST", "/sampled/call?status=503")  # sampled out, kept as a 5xx
+    assert response.status_line.split()[1] == b"503"
+    parent = incoming_of(api, rid)
+    assert "sampled out" in entry(parent)["comment"]
+    (call,) = outgoing_of(api, rid)
+    assert entry(call)["_parent"] == parent["_id"] and call["group"] == parent["group"]
+
+
+def test_sampled_calls_follow_their_request_with_its_weight(api: MetricsStandIn, app: Server) -> None:
+    rids = [send(app, "POST", "/half/call")[1] for _ in range(30)]
+    settle(api, app)
+    kept = 0
+    for rid in rids:
+        parents, calls = incoming_mentioning(api, rid), outgoing_mentioning(api, rid)
+        assert len(parents) == len(calls) <= 1  # both or neither
+        if parents:
+            kept += 1
+            assert entry(calls[0])["_parent"] == parents[0]["_id"]
+            assert entry(calls[0])["_weight"] == entry(parents[0])["_weight"] == 2.0
+    assert 0 < kept < 30  # 2 x 2**-30 odds of failing by chance
+
+
+def test_a_routes_lists_and_log_body_apply_to_its_calls(api: MetricsStandIn, app: Server) -> None:
+    _, rid = send(app, "POST", "/deny/call")
+    call = entry(outgoing_of(api, rid)[0])
+    sent = json.loads(call["request"]["postData"]["text"])
+    assert sent == {"password": "[REDACTED 7]", "token": "[REDACTED 7]", "kept": "[REDACTED 7]"}  # route + app-wide
+    _, rid = send(app, "POST", "/nobody/call")
+    call = entry(outgoing_of(api, rid)[0])
+    assert "postData" not in call["request"] and call["request"]["bodySize"] > 0
+    assert call["response"]["content"].get("text", "") == "" and call["response"]["bodySize"] > 0
+
+
+def test_calls_beyond_those_held_are_sent_at_once_still_linked(api: MetricsStandIn, app: Server) -> None:
+    response, rid = send(app, "GET", "/many/call?n=70", timeout=60)  # 64 held, 6 sent at once
+    assert response.body == b"ok"
+    parent = incoming_of(api, rid)
+    calls = outgoing_of(api, rid, 70)
+    assert len(calls) == 70 and {entry(call)["_parent"] for call in calls} == {parent["_id"]}
+
+
 # -- in process --------------------------------------------------------------------------
 
 
