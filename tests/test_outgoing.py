@@ -297,6 +297,45 @@ def test_calls_beyond_those_held_are_sent_at_once_still_linked(api: MetricsStand
     assert len(calls) == 70 and {entry(call)["_parent"] for call in calls} == {parent["_id"]}
 
 
+DJANGO = {
+    "django-wsgi": (gunicorn, "tests.apps.django_project.wsgi:application"),
+    "django-asgi": (uvicorn, "tests.apps.django_project.asgi:application"),
+}
+
+
+@pytest.fixture(scope="module", params=list(DJANGO))
+def django_app(request: Any, api: MetricsStandIn, target: Target) -> Iterator[Server]:
+    start, app = DJANGO[request.param]
+    env = {
+        "README_METRICS_SERVER": api.url,
+        "RM_TARGET": target.url,
+        "DJANGO_SETTINGS_MODULE": "tests.apps.outgoing_django",
+    }
+    server = start(app, env)
+    yield server
+    server.stop()
+
+
+def test_django_calls_follow_the_decisions_made_after_the_view(api: MetricsStandIn, django_app: Server) -> None:
+    # Django's grouping function runs after the view: the view's calls wait for it.
+    _, rid = send(django_app, "POST", "/call", headers={"X-Api-Key": "caller-key-2"})
+    parent = incoming_of(api, rid)
+    (call,) = outgoing_of(api, rid)
+    assert entry(call)["_parent"] == parent["_id"]
+    assert call["group"] == parent["group"] and parent["group"]["id"] != "outgoing"  # the caller's group
+    rids = []
+    for path, headers in [("/call", {"X-No-Log": "1"}), ("/view-quiet/call", {}), ("/sampled/call", {})]:
+        response, rid = send(django_app, "POST", path, headers=headers)
+        assert response.status_line.endswith(b"200 OK") and b"tok-answer" in response.body
+        rids.append(rid)
+    settle(api, django_app)
+    for rid in rids:
+        assert not incoming_mentioning(api, rid) and not outgoing_mentioning(api, rid)
+    _, rid = send(django_app, "POST", "/deny/call")
+    sent = json.loads(entry(outgoing_of(api, rid)[0])["request"]["postData"]["text"])
+    assert sent["kept"] == "[REDACTED 7]"
+
+
 # -- in process --------------------------------------------------------------------------
 
 
