@@ -54,13 +54,16 @@ def _without_root_dot(host: str) -> str:
 
 
 def takes_response(fn: Callable[..., Any]) -> bool:
-    """Whether a hook takes ``(request, response)``: two positional parameters or more (or
-    ``*args``). Read once, when the configuration's hooks are compiled."""
+    """Whether a hook takes ``(request, response)``: two positional parameters or more
+    without a default (or ``*args``); ``lambda request, prefixes=PREFIXES: ...`` is the
+    one-argument form. Read once, when the configuration's hooks are compiled."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: the old form
         return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
@@ -108,20 +111,20 @@ class Hooks:
             return False
         try:
             result = self.config.skip(request)
-        except Exception as exc:
-            warn_limited(
-                "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc
-            )
-            return False
-        if inspect.isawaitable(result):
+            if not inspect.isawaitable(result):
+                return bool(result)  # inside the guard: a result whose __bool__ raises
             if allow_async:
                 return result
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-            warn_limited("skip_async", "readme_metrics: an async skip hook cannot run under WSGI; logging the request")
+        except Exception as exc:
+            warn_limited(
+                "skip", "readme_metrics: the skip hook raised %s: %s; logging the request", type(exc).__name__, exc
+            )
             return False
-        return bool(result)
+        warn_limited("skip_async", "readme_metrics: an async skip hook cannot run under WSGI; logging the request")
+        return False
 
     @staticmethod
     async def resolve_skip(result: Any) -> bool:

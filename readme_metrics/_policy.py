@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from random import random
 from typing import TYPE_CHECKING, Any
 
@@ -94,25 +95,45 @@ class ResponseView:
         return cls(capture.status, capture.response_headers)
 
 
-def _guarded(name: str, fn: Any, *args: Any) -> tuple[bool, Any]:
-    """``(True, fn(*args))``, or ``(False, None)`` when it raised or is ``async def``
-    (warned about, rate-limited)."""
+def _guarded(name: str, fn: Any, convert: Callable[[Any], Any], *args: Any) -> tuple[bool, Any]:
+    """``(True, convert(fn(*args)))``, or ``(False, None)`` when either raised or ``fn`` is
+    ``async def`` (warned about, rate-limited). ``convert`` runs inside the guard: an odd
+    result (a ``__bool__`` that raises, a mapping that cannot be read) is the hook's failure."""
     try:
         result = fn(*args)
+        if not inspect.isawaitable(result):
+            return True, convert(result)
     except Exception as exc:
         warn_limited(
             name, "readme_metrics: the %s hook raised %s: %s; logging the request", name, type(exc).__name__, exc
         )
         return False, None
-    if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        with suppress(Exception):
             close()
-        warn_limited(
-            name + "_async", "readme_metrics: the %s hook must be a plain function (it runs after the response)", name
-        )
-        return False, None
-    return True, result
+    warn_limited(
+        name + "_async", "readme_metrics: the %s hook must be a plain function (it runs after the response)", name
+    )
+    return False, None
+
+
+class _NotAMapping:
+    """What :func:`_metadata_dict` gives for a result that is not a mapping."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+def _metadata_dict(result: Any) -> Any:
+    """The metadata hook's result as a new dict (None stays None)."""
+    if result is None:
+        return None
+    if isinstance(result, Mapping):
+        return dict(result)
+    return _NotAMapping(type(result).__name__)
 
 
 class Policies:
@@ -143,7 +164,8 @@ class Policies:
         policy = self.table.for_path(path) if self.table is not None else None
         if policy is not None and not policy.log:
             return None
-        return Extras(policy, random() if self.sampling else 0.0)
+        # Always drawn (a view's own sample_rate is known only once the framework routed).
+        return Extras(policy, random())
 
     def limit(self, extras: Extras) -> int:
         """Most bytes of each body to copy under ``extras``' policy and draw (0: none).
@@ -186,7 +208,8 @@ class Policies:
         policy = extras.policy
         rate = self.rate if policy is None or policy.sample_rate is None else policy.sample_rate
         if rate < 1.0 or not extras.sampled:  # sampling: kept by the draw, or by the outcome
-            always = capture.status >= 500 or capture.error is not None
+            # A client that went away is no exception of the app's.
+            always = capture.status >= 500 or (capture.error is not None and not extras.gone)
             if not always and self.slow is not None and capture.end_mono is not None:
                 always = capture.end_mono - capture.start_mono >= self.slow
             if not always:
@@ -199,16 +222,32 @@ class Policies:
         if response is None:
             response = ResponseView.of(capture)
         if self.response_skip is not None:
-            ok, skip = _guarded("skip", self.response_skip, req, response)
+            ok, skip = _guarded("skip", self.response_skip, bool, req, response)
             if ok and skip:
                 return False
         if self.metadata is not None:
-            ok, metadata = _guarded("metadata", self.metadata, req, response)
-            if ok and metadata is not None:
-                if isinstance(metadata, Mapping):
-                    extras.metadata = dict(metadata)
-                else:
-                    warn_limited(
-                        "metadata", "readme_metrics: the metadata hook returned %s, not a dict", type(metadata).__name__
-                    )
+            ok, metadata = _guarded("metadata", self.metadata, _metadata_dict, req, response)
+            if isinstance(metadata, _NotAMapping):
+                warn_limited("metadata", "readme_metrics: the metadata hook returned %s, not a dict", metadata.kind)
+            elif ok and metadata is not None:
+                extras.metadata = metadata
         return True
+
+    def decide(
+        self, capture: Capture, routed: Callable[[], None], request: Callable[[], Any], response: Any = None
+    ) -> bool:
+        """:meth:`keep`, after ``routed()`` (the adapter's: the matched route and the view's
+        policy), guarded: a failure there (a bug of ours, a framework's odd object) logs a
+        warning and the request is logged. The adapters then submit the capture when
+        kept, and settle its outgoing calls (``readme_metrics._links``) either way."""
+        try:
+            routed()
+            return self.keep(capture, request, response)
+        except Exception as exc:
+            warn_limited(
+                "keep",
+                "readme_metrics: could not apply the route policy or hooks (%s: %s); logging the request",
+                type(exc).__name__,
+                exc,
+            )
+            return True

@@ -68,9 +68,10 @@ from typing import TYPE_CHECKING, Any
 from readme_metrics._adapter import Adapter
 from readme_metrics._asgi_request import make_request
 from readme_metrics._hooks import Hooks
+from readme_metrics._links import OutgoingLinks
 from readme_metrics._log import logger, warn_limited
 from readme_metrics._policy import view_route
-from readme_metrics.capture import BodyCopy, Capture, Extras, OutgoingLinks, header_pairs, path_as_latin1
+from readme_metrics.capture import BodyCopy, Capture, Extras, header_pairs, path_as_latin1
 
 if TYPE_CHECKING:
     from readme_metrics.config import MetricsApiConfig
@@ -143,8 +144,7 @@ class _Exchange:
             body = message.get("body")
             if body and not self.done:  # once finished, the worker owns the capture
                 if not self.routed:  # the app has routed: the view's policy sets the body limits
-                    self.routed = True
-                    self.middleware.routed(self.capture, self.scope)
+                    self.route()
                 self.capture.request_body.add(body)
         elif kind == "http.disconnect" and not self.done and not self.ending:
             self.disconnected = True
@@ -158,6 +158,8 @@ class _Exchange:
                 self.capture.response_body.add(body)
             last = not message.get("more_body", False) and not self.trailers
         elif kind == "http.response.start":
+            if not self.routed:  # the view's policy, for a request whose body the app never read
+                self.route()
             headers = message.get("headers", ())
             if not isinstance(headers, (list, tuple)):  # a one-shot iterable: keep it readable
                 headers = list(headers)
@@ -190,6 +192,12 @@ class _Exchange:
         if last:
             self.finish()
 
+    def route(self) -> None:
+        """The route and the view's policy, once the app has routed (``scope["endpoint"]``)."""
+        capture = self.capture
+        self.middleware.routed(capture, self.scope)
+        self.routed = capture.extras is None or capture.extras.route is not None
+
     def finish(self, error: BaseException | None = None, *, returned: bool = False) -> None:
         """Close and submit the capture, once. ``error``: what ended the exchange early."""
         if self.done:
@@ -206,12 +214,19 @@ class _Exchange:
         )
         completed = error is None and not returned and not self.disconnected
         capture.finish(completed=completed, error=error, server_500=server_500)
+        kept = True
         if capture.extras is not None:  # route policies, sampling, response-aware hooks
             middleware, scope = self.middleware, self.scope
-            middleware.routed(capture, scope)
-            if not middleware.policies.keep(capture, lambda: middleware.make_request(scope, capture.host, self.path)):
-                return
-        self.client.submit(capture)
+            # A client that went away (or a cancellation) is no error of the app's.
+            capture.extras.gone = self.disconnected or isinstance(error, asyncio.CancelledError)
+            kept = middleware.policies.decide(
+                capture,
+                lambda: middleware.routed(capture, scope),
+                lambda: middleware.make_request(scope, capture.host, self.path),
+            )
+        if kept:
+            self.client.submit(capture)
+        OutgoingLinks.settle(capture, kept)  # the calls made while serving it follow it
 
 
 class AsgiMetricsMiddleware(Adapter):
@@ -242,7 +257,11 @@ class AsgiMetricsMiddleware(Adapter):
                 )
                 capture = None
             if capture is None:
-                await self.app(scope, receive, send)
+                token = OutgoingLinks.enter(None, self.config)  # not logged: nor are its calls
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    OutgoingLinks.leave(token)
                 return
             exchange = _Exchange(self, capture, receive, send, scope, _full_path(scope))
             token = OutgoingLinks.enter(capture, self.config)  # outgoing calls link to this request

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from contextlib import suppress
-from contextvars import ContextVar, Token
 from time import monotonic as _monotonic
 from time import time as _time
 from typing import Any
@@ -174,10 +172,25 @@ class Extras:
     ``bodies``: bodies are copied for the log; ``dropped``: not to be logged after all (a
     view's ``log=False``, a response-aware ``skip``); ``route``: the template the framework
     matched, as it wrote it; ``weight``: 1 / the sample rate that kept the log;
-    ``metadata``: what the metadata hook returned; ``exception``: what the app raised.
+    ``metadata``: what the metadata hook returned; ``exception``: what the app raised;
+    ``gone``: the client went away (a disconnect is not the app raising, for sampling);
+    ``link``: the :class:`readme_metrics._links.Link` holding the outgoing calls made
+    while the request was served, until its fate is known (then None).
     """
 
-    __slots__ = ("bodies", "draw", "dropped", "exception", "metadata", "policy", "route", "sampled", "weight")
+    __slots__ = (
+        "bodies",
+        "draw",
+        "dropped",
+        "exception",
+        "gone",
+        "link",
+        "metadata",
+        "policy",
+        "route",
+        "sampled",
+        "weight",
+    )
 
     def __init__(self, policy: Any, draw: float) -> None:
         self.policy = policy
@@ -189,6 +202,8 @@ class Extras:
         self.weight = 1.0
         self.metadata: Any = None
         self.exception: BaseException | None = None
+        self.gone = False
+        self.link: Any = None
 
 
 class Capture:
@@ -365,29 +380,3 @@ class OutgoingLog(bytes):
     :class:`readme_metrics.delivery.sender.Sender`)."""
 
     __slots__ = ()
-
-
-class OutgoingLinks:
-    """Whether the middlewares link outgoing calls to the request being served (``on``,
-    set by :func:`readme_metrics.outgoing.instrument`), and the context variable they set
-    for it: ``(the incoming capture, its configuration)`` while the app serves it. A
-    context variable follows ``asyncio`` tasks and ``contextvars.copy_context()``; a
-    thread the app starts without copying the context sees none."""
-
-    on = False
-    serving: ContextVar[tuple[Capture, Any] | None] = ContextVar("readme_metrics_serving", default=None)
-
-    @classmethod
-    def enter(cls, capture: Capture, config: Any) -> Token[tuple[Capture, Any] | None] | None:
-        """Called by a middleware before the app runs; the token for :meth:`leave`."""
-        if not cls.on:
-            return None
-        if capture.log_id is None:
-            capture.log_id = new_log_id()
-        return cls.serving.set((capture, config))
-
-    @classmethod
-    def leave(cls, token: Token[tuple[Capture, Any] | None] | None) -> None:
-        if token is not None:
-            with suppress(ValueError):  # set in another context (an app that moved the call): leave it
-                cls.serving.reset(token)

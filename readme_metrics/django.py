@@ -46,8 +46,9 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 
 from readme_metrics._adapter import Adapter
 from readme_metrics._hooks import Hooks
+from readme_metrics._links import OutgoingLinks
 from readme_metrics._policy import view_route
-from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, path_as_latin1
+from readme_metrics.capture import BodyCopy, Capture, path_as_latin1
 from readme_metrics.config import MetricsApiConfig
 from readme_metrics.doclink import HEADER
 from readme_metrics.wsgi import InputCopy, environ_headers, read_unread_body
@@ -149,11 +150,15 @@ class _Exchange:
         except Exception as exc:  # never let the log break the response's close
             capture.error = f"{type(exc).__name__}: {exc}"[:500]
         capture.finish(completed=self.exhausted or not self.streaming)
+        kept = True
         if capture.extras is not None:  # route policies, sampling, response-aware hooks
-            _routed(self.request, capture)
-            if not self.middleware.policies.keep(capture, lambda: self.request, response):
-                return
-        self.middleware.client.submit(capture)
+            request = self.request
+            kept = self.middleware.policies.decide(
+                capture, lambda: _routed(request, capture), lambda: request, response
+            )
+        if kept:
+            self.middleware.client.submit(capture)
+        OutgoingLinks.settle(capture, kept)  # the calls made while serving it follow it
 
 
 class MetricsMiddleware(Adapter):
@@ -208,7 +213,7 @@ class MetricsMiddleware(Adapter):
         if self._async:
             return self.__acall__(request)
         exchange = self._begin(request)
-        token = OutgoingLinks.enter(exchange.capture, self.config) if exchange is not None else None
+        token = OutgoingLinks.enter(exchange.capture if exchange is not None else None, self.config)
         try:
             response = self.get_response(request)
         finally:
@@ -217,21 +222,27 @@ class MetricsMiddleware(Adapter):
             group = self._decide(request)
             if inspect.isawaitable(group):  # an async grouping function under WSGI
                 group = _run(Hooks.resolve(group))
-            if group is not None:
-                exchange.respond(response, group)
+            self._respond(exchange, response, group)
         return response
+
+    @staticmethod
+    def _respond(exchange: _Exchange, response: Any, group: Any) -> None:
+        """Hook into the response of a request to log (``group`` None: not logged, and
+        neither are the outgoing calls made while serving it)."""
+        if group is None:
+            OutgoingLinks.settle(exchange.capture, False)
+        else:
+            exchange.respond(response, group)
 
     async def __acall__(self, request: Any) -> Any:
         exchange = self._begin(request)
-        token = OutgoingLinks.enter(exchange.capture, self.config) if exchange is not None else None
+        token = OutgoingLinks.enter(exchange.capture if exchange is not None else None, self.config)
         try:
             response = await self.get_response(request)
         finally:
             OutgoingLinks.leave(token)
         if exchange is not None:
-            group = await self._adecide(request)
-            if group is not None:
-                exchange.respond(response, group)
+            self._respond(exchange, response, await self._adecide(request))
         return response
 
     def _decide(self, request: Any) -> Any:

@@ -135,8 +135,13 @@ class DocLink:
     def header(self, capture: Capture) -> str | None:
         """The header value for this logged response, or None (off, or base not known yet).
 
-        Gives the capture its log id, so the log sent carries the same ``_id``.
+        Gives the capture its log id, so the log sent carries the same ``_id``. None for a
+        request sampling left out (its log is not sent, unless its outcome, not known
+        yet, keeps it) or dropped by a view's ``log=False``.
         """
+        extras = capture.extras
+        if extras is not None and (not extras.sampled or extras.dropped):
+            return None
         base = self.base
         if base is None or not self.enabled:
             if self.enabled and time.monotonic() >= self._next_attempt:

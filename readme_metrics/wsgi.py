@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Request
 
 from readme_metrics._adapter import Adapter
+from readme_metrics._links import OutgoingLinks
 from readme_metrics._log import warn_limited
-from readme_metrics.capture import BodyCopy, Capture, OutgoingLinks, host_with_port
+from readme_metrics.capture import BodyCopy, Capture, host_with_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -106,6 +107,7 @@ class _Exchange:
         "environ",
         "error",
         "exhausted",
+        "gone",
         "has_input_copy",
         "middleware",
         "wrote",
@@ -126,6 +128,7 @@ class _Exchange:
         self.has_input_copy = has_input_copy
         self.error: BaseException | None = None
         self.exhausted = False
+        self.gone = False
         self.done = False
         self.wrote = False
         self._result: Iterable[bytes] = ()
@@ -152,7 +155,11 @@ class _Exchange:
     def write(self, data: bytes) -> object:
         self.wrote = True
         self.capture.response_body.add(data)
-        return self._server_write(data)
+        try:
+            return self._server_write(data)
+        except OSError:  # the client went away
+            self.gone = True
+            raise
 
     def __iter__(self) -> Iterator[bytes]:
         body = self.capture.response_body
@@ -184,20 +191,26 @@ class _Exchange:
             read_unread_body(
                 environ.get("wsgi.input"), environ.get("CONTENT_LENGTH"), capture, capture.request_body.limit
             )
+        gone = isinstance(error, GeneratorExit) or self.gone  # the client went away: no app error
         capture.finish(
             self.exhausted and error is None,
             error,
-            server_500=error is not None and not capture.response_body.size and not self.wrote,
+            server_500=error is not None and not gone and not capture.response_body.size and not self.wrote,
         )
         middleware = self.middleware
+        kept = True
         if capture.extras is not None:  # route policies, sampling, response-aware hooks
-            middleware.routed(capture, self.environ)
+            capture.extras.gone = gone
             environ = self.environ
-            if not middleware.policies.keep(
-                capture, lambda: middleware.make_request(environ), middleware.response_of(environ)
-            ):
-                return
-        middleware.client.submit(capture)
+            kept = middleware.policies.decide(
+                capture,
+                lambda: middleware.routed(capture, environ),
+                lambda: middleware.make_request(environ),
+                middleware.response_of(environ),
+            )
+        if kept:
+            middleware.client.submit(capture)
+        OutgoingLinks.settle(capture, kept)  # the calls made while serving it follow it
 
 
 class _SizedExchange(_Exchange):
@@ -245,7 +258,13 @@ class WsgiMetricsMiddleware(Adapter):
             warn_limited("capture", "readme_metrics: could not capture a request (%s: %s)", type(exc).__name__, exc)
             exchange = None
         if exchange is None:
-            return self.app(environ, start_response)
+            if not OutgoingLinks.on:
+                return self.app(environ, start_response)
+            token = OutgoingLinks.enter(None, self.config)  # not logged: nor are its calls
+            try:
+                return self.app(environ, start_response)
+            finally:
+                OutgoingLinks.leave(token)
         token = OutgoingLinks.enter(exchange.capture, self.config)  # outgoing calls link to this request
         try:
             result = self.app(environ, exchange.start_response)

@@ -21,6 +21,7 @@ REQUEST_PATH = {
     "readme_metrics._adapter",
     "readme_metrics._asgi_request",
     "readme_metrics._hooks",
+    "readme_metrics._links",
     "readme_metrics._middleware",
     "readme_metrics._policy",
     "readme_metrics.asgi",

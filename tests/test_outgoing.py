@@ -9,9 +9,11 @@ hosted API, ``outgoing_hosts``.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import threading
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -221,6 +223,119 @@ def test_the_sdks_own_calls_are_never_logged(api: MetricsStandIn, app: Server) -
     assert urls and not [url for url in urls if url.startswith(api.url)]
 
 
+# -- the calls share their request's fate (route policies, sampling, filters) -------------
+
+
+def outgoing_mentioning(api: MetricsStandIn, rid: str) -> list[dict[str, Any]]:
+    return api.matching(
+        lambda log: (
+            entry(log).get("_direction") == "outgoing"
+            and header_value(entry(log)["request"]["headers"], "X-Req-Id") == rid
+        )
+    )
+
+
+def incoming_mentioning(api: MetricsStandIn, rid: str) -> list[dict[str, Any]]:
+    return api.matching(
+        lambda log: "_direction" not in entry(log) and header_value(entry(log)["request"]["headers"], "X-Req-Id") == rid
+    )
+
+
+def test_the_calls_of_a_request_not_logged_are_not_logged(api: MetricsStandIn, app: Server) -> None:
+    cases = [("/quiet/call", {}), ("/excluded/call", {}), ("/sampled/call", {}), ("/call", {"X-No-Log": "1"})]
+    if "uvicorn" in " ".join(app.proc.args):  # type: ignore[arg-type]
+        cases.append(("/view-quiet/call", {}))  # @Route(log=False) on the endpoint (FastAPI)
+    rids = []
+    for path, headers in cases:
+        response, rid = send(app, "POST", path, headers=headers)
+        assert response.status_line.endswith(b"200 OK") and b"tok-answer" in response.body  # the app got it all
+        rids.append(rid)
+    settle(api, app)
+    for (path, _), rid in zip(cases, rids, strict=True):
+        assert not incoming_mentioning(api, rid) and not outgoing_mentioning(api, rid), path
+
+
+def test_a_request_logged_for_its_outcome_brings_its_calls(api: MetricsStandIn, app: Server) -> None:
+    response, rid = send(app, "POST", "/sampled/call?status=503")  # sampled out, kept as a 5xx
+    assert response.status_line.split()[1] == b"503"
+    parent = incoming_of(api, rid)
+    assert "sampled out" in entry(parent)["comment"]
+    (call,) = outgoing_of(api, rid)
+    assert entry(call)["_parent"] == parent["_id"] and call["group"] == parent["group"]
+
+
+def test_sampled_calls_follow_their_request_with_its_weight(api: MetricsStandIn, app: Server) -> None:
+    rids = [send(app, "POST", "/half/call")[1] for _ in range(30)]
+    settle(api, app)
+    kept = 0
+    for rid in rids:
+        parents, calls = incoming_mentioning(api, rid), outgoing_mentioning(api, rid)
+        assert len(parents) == len(calls) <= 1  # both or neither
+        if parents:
+            kept += 1
+            assert entry(calls[0])["_parent"] == parents[0]["_id"]
+            assert entry(calls[0])["_weight"] == entry(parents[0])["_weight"] == 2.0
+    assert 0 < kept < 30  # 2 x 2**-30 odds of failing by chance
+
+
+def test_a_routes_lists_and_log_body_apply_to_its_calls(api: MetricsStandIn, app: Server) -> None:
+    _, rid = send(app, "POST", "/deny/call")
+    call = entry(outgoing_of(api, rid)[0])
+    sent = json.loads(call["request"]["postData"]["text"])
+    assert sent == {"password": "[REDACTED 7]", "token": "[REDACTED 7]", "kept": "[REDACTED 7]"}  # route + app-wide
+    _, rid = send(app, "POST", "/nobody/call")
+    call = entry(outgoing_of(api, rid)[0])
+    assert "postData" not in call["request"] and call["request"]["bodySize"] > 0
+    assert call["response"]["content"].get("text", "") == "" and call["response"]["bodySize"] > 0
+
+
+def test_calls_beyond_those_held_are_sent_at_once_still_linked(api: MetricsStandIn, app: Server) -> None:
+    response, rid = send(app, "GET", "/many/call?n=70", timeout=60)  # 64 held, 6 sent at once
+    assert response.body == b"ok"
+    parent = incoming_of(api, rid)
+    calls = outgoing_of(api, rid, 70)
+    assert len(calls) == 70 and {entry(call)["_parent"] for call in calls} == {parent["_id"]}
+
+
+DJANGO = {
+    "django-wsgi": (gunicorn, "tests.apps.django_project.wsgi:application"),
+    "django-asgi": (uvicorn, "tests.apps.django_project.asgi:application"),
+}
+
+
+@pytest.fixture(scope="module", params=list(DJANGO))
+def django_app(request: Any, api: MetricsStandIn, target: Target) -> Iterator[Server]:
+    start, app = DJANGO[request.param]
+    env = {
+        "README_METRICS_SERVER": api.url,
+        "RM_TARGET": target.url,
+        "DJANGO_SETTINGS_MODULE": "tests.apps.outgoing_django",
+    }
+    server = start(app, env)
+    yield server
+    server.stop()
+
+
+def test_django_calls_follow_the_decisions_made_after_the_view(api: MetricsStandIn, django_app: Server) -> None:
+    # Django's grouping function runs after the view: the view's calls wait for it.
+    _, rid = send(django_app, "POST", "/call", headers={"X-Api-Key": "caller-key-2"})
+    parent = incoming_of(api, rid)
+    (call,) = outgoing_of(api, rid)
+    assert entry(call)["_parent"] == parent["_id"]
+    assert call["group"] == parent["group"] and parent["group"]["id"] != "outgoing"  # the caller's group
+    rids = []
+    for path, headers in [("/call", {"X-No-Log": "1"}), ("/view-quiet/call", {}), ("/sampled/call", {})]:
+        response, rid = send(django_app, "POST", path, headers=headers)
+        assert response.status_line.endswith(b"200 OK") and b"tok-answer" in response.body
+        rids.append(rid)
+    settle(api, django_app)
+    for rid in rids:
+        assert not incoming_mentioning(api, rid) and not outgoing_mentioning(api, rid)
+    _, rid = send(django_app, "POST", "/deny/call")
+    sent = json.loads(entry(outgoing_of(api, rid)[0])["request"]["postData"]["text"])
+    assert sent["kept"] == "[REDACTED 7]"
+
+
 # -- in process --------------------------------------------------------------------------
 
 
@@ -424,3 +539,29 @@ def test_bare_urllib3_calls_are_logged_once_each(
     assert partial["_completed"] is False and partial["response"]["bodySize"] > 0
     assert failed["response"]["status"] == 0 and failed["_error"] == type(caught.value).__name__
     assert all(e["_direction"] == "outgoing" for e in exporter.entries)
+
+
+@pytest.mark.parametrize("library", ["requests", "urllib3"])
+def test_an_unread_response_is_freed_by_reference_counting(
+    memory: tuple[MetricsApiConfig, MemoryExporter], target: Target, library: str
+) -> None:
+    # The wrappers put on the urllib3 response must not make a reference cycle: the response
+    # (and its socket) goes with its last reference, not at a later garbage collection.
+    config, exporter = memory
+    outgoing.instrument(config)
+    gc.collect()
+    gc.disable()
+    try:
+        if library == "requests":
+            response = requests.get(f"{target.url}/echo", stream=True, timeout=10)
+            raw = weakref.ref(response.raw)
+        else:
+            response = urllib3.PoolManager().request("GET", f"{target.url}/echo", preload_content=False)
+            raw = weakref.ref(response)
+        del response
+        assert raw() is None
+    finally:
+        gc.enable()
+    client_for(config).flush(10)
+    (call,) = exporter.entries
+    assert call["_completed"] is False  # finished, unread, when it was freed

@@ -5,8 +5,12 @@ and redaction. (Under real servers: ``tests/test_routes.py``.)"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 import re
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,10 +18,14 @@ from hypothesis import strategies as st
 from starlette.routing import compile_path
 
 from readme_metrics import MetricsApiConfig, Route
-from readme_metrics._hooks import takes_response
+from readme_metrics._hooks import Hooks, takes_response
+from readme_metrics.asgi import AsgiMetricsMiddleware
 from readme_metrics.build.extras import MAX_FRAMES, OMITTED_MESSAGE, exception_field, message_text
 from readme_metrics.build.redaction import Redactor
+from readme_metrics.delivery import client_for
+from readme_metrics.exporters import MemoryExporter
 from readme_metrics.routes import RouteTable, route_template, view_route
+from readme_metrics.wsgi import WsgiMetricsMiddleware
 
 NAME = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
 LITERAL = st.from_regex(r"[a-z0-9.\-]{1,6}", fullmatch=True)
@@ -163,6 +171,9 @@ def test_hook_arity_is_read_once() -> None:
     assert not takes_response(one) and takes_response(two) and takes_response(var)
     assert not takes_response(lambda request, *, flag=False: False)
     assert not takes_response(len)  # no signature: the old form
+    # a default argument is no second parameter: the one-argument form
+    assert not takes_response(lambda request, prefixes=("/health",): request.path.startswith(prefixes))
+    assert takes_response(lambda request, response, prefixes=("/health",): False)
 
 
 def _recurse(n: int) -> None:
@@ -197,3 +208,88 @@ def test_denylisted_values_never_stay_in_a_message(key: str, value: str, sep: st
 def test_messages_under_an_allowlist_and_without_lists() -> None:
     assert message_text("token=abc", Redactor(allowlist=["id"])) == OMITTED_MESSAGE
     assert message_text("password=abc", Redactor()) == "password=abc"
+
+
+# -- a client that goes away, odd hook results (in process: the protocols' own callables) --
+
+
+def _config(**kwargs: Any) -> tuple[MetricsApiConfig, MemoryExporter]:
+    exporter = MemoryExporter()
+    return MetricsApiConfig("test-api-key", None, exporters=[exporter], flush_interval=0.05, **kwargs), exporter
+
+
+def _entries(config: MetricsApiConfig, exporter: MemoryExporter) -> list[dict[str, Any]]:
+    client_for(config).flush(10)
+    return exporter.entries
+
+
+def _asgi_get(middleware: Any, send_raises: bool = False) -> None:
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b"", "http_version": "1.1"}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if send_raises and message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    async def run() -> None:
+        with contextlib.suppress(OSError):
+            await middleware(scope, receive, send)
+
+    asyncio.run(run())
+
+
+async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_a_client_gone_is_no_exception_for_sampling() -> None:
+    config, exporter = _config(sample_rate=0.0)
+    _asgi_get(AsgiMetricsMiddleware(_ok_app, config), send_raises=True)  # ASGI: send raises OSError
+
+    def wsgi_app(environ: Any, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"a"
+        yield b"b"
+
+    middleware = WsgiMetricsMiddleware(wsgi_app, config)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "SERVER_NAME": "h", "SERVER_PORT": "80"}
+    result = middleware(environ, lambda status, headers, exc_info=None: None)
+    chunks = iter(result)
+    next(chunks)
+    chunks.close()  # WSGI: the server stops iterating (GeneratorExit), then closes
+    result.close()  # type: ignore[attr-defined]
+    assert _entries(config, exporter) == []  # sampled out, and the app raised nothing
+    config, exporter = _config(sample_rate=1.0)  # logged as ever when sampling keeps it
+    _asgi_get(AsgiMetricsMiddleware(_ok_app, config), send_raises=True)
+    (entry,) = _entries(config, exporter)
+    assert entry["_completed"] is False
+
+
+class _Odd:
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value is ambiguous")
+
+
+class _BadMapping(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("cannot be read")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_odd_hook_results_never_reach_the_app(caplog: pytest.LogCaptureFixture) -> None:
+    config, exporter = _config(skip=lambda request, response: _Odd(), metadata=lambda request, response: _BadMapping())
+    _asgi_get(AsgiMetricsMiddleware(_ok_app, config))
+    (entry,) = _entries(config, exporter)  # logged, without metadata
+    assert "_metadata" not in entry
+    assert "the skip hook raised ValueError" in caplog.text and "the metadata hook raised RuntimeError" in caplog.text
+    # skip(request) (the form Django's middleware calls after the view): the same guard
+    hooks = Hooks(_config(skip=lambda request: _Odd())[0])
+    assert hooks.skipped(object()) is False

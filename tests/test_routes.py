@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.apps.routes_config import RAISED
+from tests.apps.routes_config import BIG, RAISED
 from tests.integration import entry, no_log, one_log, request_body, response_body, send
 from tests.servers import RawResponse, Server, gunicorn, uvicorn
 from tests.standin import MetricsStandIn, with_header
@@ -153,16 +153,17 @@ def test_sampled_out_route_logs_only_errors_exceptions_and_slow(api: MetricsStan
     assert frames[-1]["file"].endswith(".py") and isinstance(frames[-1]["line"], int)
 
 
-def test_sampled_logs_carry_their_weight(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+@pytest.mark.parametrize("prefix", ["/half", "/view-half"])  # by pattern, and on the view
+def test_sampled_logs_carry_their_weight(api: MetricsStandIn, app: tuple[str, Server], prefix: str) -> None:
     _, server = app
-    rids = [send(server, "GET", f"/half/{i}")[1] for i in range(40)]
+    rids = [send(server, "GET", f"{prefix}/{i}")[1] for i in range(40)]
     _, sentinel = send(server, "GET", "/ping")
     api.wait_for(with_header("X-Req-Id", sentinel))
     logged = [log for rid in rids for log in api.matching(with_header("X-Req-Id", rid))]
     assert 0 < len(logged) < 40  # 2 x 2**-40 odds of failing by chance
     assert all(entry(log)["_weight"] == 2.0 for log in logged)
     # Django's route is a regex there (re_path): normalized the same way
-    assert {entry(log)["_route"] for log in logged} == {"/half/{n}"}
+    assert {entry(log)["_route"] for log in logged} == {f"{prefix}/{{n}}"}
 
 
 def test_response_aware_skip_and_guarded_metadata(api: MetricsStandIn, app: tuple[str, Server]) -> None:
@@ -174,3 +175,28 @@ def test_response_aware_skip_and_guarded_metadata(api: MetricsStandIn, app: tupl
     assert status(response) == 200
     e: dict[str, Any] = entry(one_log(api, server, rid))  # still logged
     assert "_metadata" not in e and e["_route"] == "/items/{item_id}"
+
+
+def test_view_body_limit_reaches_the_response_of_a_get(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+    # No request body for the view's policy to be applied on: it applies at response start.
+    _, server = app
+    response, rid = send(server, "GET", "/view-big", timeout=30)
+    assert response.body == BIG
+    assert response_body(one_log(api, server, rid)) == BIG
+
+
+def test_no_documentation_link_for_a_sampled_out_request(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+    _, server = app
+    response, rid = send(server, "GET", "/sampled/ok")
+    assert response.header("x-documentation-url") is None  # its log is never sent
+    no_log(api, server, rid)
+    response, rid = send(server, "GET", "/items/3")
+    link = response.header("x-documentation-url")
+    assert link == f"https://docs.example.test/logs/{one_log(api, server, rid)['_id']}"
+
+
+def test_an_odd_skip_result_is_the_hooks_failure(api: MetricsStandIn, app: tuple[str, Server]) -> None:
+    _, server = app
+    response, rid = send(server, "GET", "/items/5", headers={"X-Odd-Skip": "1"})  # its __bool__ raises
+    assert status(response) == 200 and json.loads(response.body) == {"id": 5}
+    assert entry(one_log(api, server, rid))["_route"] == "/items/{item_id}"  # still logged

@@ -13,6 +13,7 @@ there; with ``preload_content=False`` the copy grows as the app reads.
 from __future__ import annotations
 
 import functools
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,17 +115,23 @@ def follow_body(call: Call, raw: Any) -> None:
 def tap(call: Call, raw: Any) -> None:
     """Wrap ``read``, ``stream`` and ``close`` of this one ``urllib3`` response. ``stream``
     copies what it yields itself (a chunked body is read without ``read``), and ``read``
-    copies only outside it (``stream`` reads through it)."""
-    read, stream, close = raw.read, getattr(raw, "stream", None), raw.close
+    copies only outside it (``stream`` reads through it).
+
+    The wrappers live on the response and reach it through a weak reference, calling the
+    class's own functions: a wrapper holding the bound method (which holds the response)
+    would make a reference cycle, and the response (with its socket) would then outlive
+    its last reference until a garbage collection pass."""
+    read, stream, close = _unbound(raw, "read"), _unbound(raw, "stream"), _unbound(raw, "close")
+    ref = weakref.ref(raw)
     streaming = [False]
 
     def note_decoding(decode_content: bool | None) -> None:
-        if decode_content or (decode_content is None and getattr(raw, "decode_content", False)):
+        if decode_content or (decode_content is None and getattr(ref(), "decode_content", False)):
             call.capture.decoded = True
 
     def tapped_read(amt: int | None = None, decode_content: bool | None = None, *args: Any, **kwargs: Any) -> Any:
         try:
-            data = read(amt, decode_content, *args, **kwargs)
+            data = read(ref(), amt, decode_content, *args, **kwargs)
         except BaseException as exc:
             call.end(False, exc)
             raise
@@ -140,7 +147,7 @@ def tap(call: Call, raw: Any) -> None:
         note_decoding(decode_content)
         streaming[0] = True
         try:
-            for chunk in stream(amt, decode_content=decode_content):  # type: ignore[misc]
+            for chunk in stream(ref(), amt, decode_content=decode_content):
                 call.add(chunk)
                 yield chunk
         except GeneratorExit:  # the app stopped reading: logged when it closes the response
@@ -154,7 +161,7 @@ def tap(call: Call, raw: Any) -> None:
 
     def tapped_close() -> Any:
         try:
-            return close()
+            return close(ref())
         finally:
             call.end(False)
 
@@ -163,3 +170,13 @@ def tap(call: Call, raw: Any) -> None:
         raw.stream = tapped_stream
     raw.close = tapped_close
     call.watch(raw)
+
+
+def _unbound(raw: Any, name: str) -> Any:
+    """``raw``'s method ``name`` as a function taking the response first, keeping no
+    reference to ``raw``: the class's function; one set on the instance already (someone
+    else's wrapper) is called as it is. None when there is no such method."""
+    own = getattr(raw, "__dict__", {}).get(name)
+    if own is not None:
+        return lambda _raw, *args, **kwargs: own(*args, **kwargs)
+    return getattr(type(raw), name, None)

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from readme_metrics._destinations import outgoing_destination_error
-from readme_metrics.capture import OutgoingLinks
+from readme_metrics._links import OutgoingLinks
 from readme_metrics.outgoing import calls, for_httpx, for_requests, for_urllib3
 
 #: Each library: its name and its (patch, unpatch) pair. ``patch`` is False when the

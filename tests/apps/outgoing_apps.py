@@ -11,6 +11,14 @@ incoming log and the logs of its calls by that one id. Environment: ``README_MET
   from threads: one started with the request's context copied, one without), ``/ping``.
 - FastAPI (``fastapi_app``, under uvicorn), calling with ``httpx.AsyncClient``: ``/call``,
   ``/stream``, ``/fail``, ``/task`` (a call from an ``asyncio`` task), ``/ping``.
+
+Both also serve ``/call`` under the paths of the route policies of :func:`config` (the calls
+share their request's fate): ``/quiet/call`` (``log=False``), ``/excluded/call``
+(``exclude_paths``), ``/sampled/call`` (``sample_rate=0``; ``?status=503`` answers 503, so
+the request is logged for its outcome), ``/half/call`` (``sample_rate=0.5``),
+``/deny/call`` (``denylist=["kept"]``), ``/nobody/call`` (``log_body=False``), and
+``/many/call?n=70`` makes that many calls; FastAPI has ``/view-quiet/call``
+(``@Route(log=False)`` on the endpoint).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from fastapi.responses import PlainTextResponse
 from flask import Flask
 from flask import request as flask_request
 
-from readme_metrics import MetricsApiConfig, MetricsMiddleware
+from readme_metrics import MetricsApiConfig, MetricsMiddleware, Route
 from tests.integration import group
 
 TARGET = os.environ.get("RM_TARGET", "http://127.0.0.1:9")
@@ -54,7 +62,19 @@ def config() -> MetricsApiConfig:
         capture_outgoing=True,
         skip_outgoing=skip_outgoing,
         outgoing_hosts=hosts,
+        exclude_paths=["/excluded/*"],
+        routes={
+            "/quiet/*": Route(log=False),
+            "/sampled/*": Route(sample_rate=0.0),
+            "/half/*": Route(sample_rate=0.5),
+            "/deny/*": Route(denylist=["kept"]),
+            "/nobody/*": Route(log_body=False),
+        },
     )
+
+
+#: The paths that answer as ``/call`` does (see the module docstring).
+CALL_PATHS = ["/call", "/quiet/call", "/excluded/call", "/sampled/call", "/half/call", "/deny/call", "/nobody/call"]
 
 
 # -- Flask + requests ------------------------------------------------------------------
@@ -70,10 +90,21 @@ def _marks(headers: Any) -> dict[str, str]:
     return {name: headers[name] for name in ("X-Skip-Me", "X-Hook-Raises") if headers.get(name)}
 
 
-@flask_app.route("/call", methods=["GET", "POST"])
 def flask_call() -> Any:
     answer = requests.post(f"{TARGET}/echo?token=tok-q", json=SECRETS, headers=_forward(), timeout=10)
-    return answer.text
+    return answer.text, int(flask_request.args.get("status", 200))
+
+
+for _path in CALL_PATHS:
+    flask_app.add_url_rule(_path, _path, flask_call, methods=["GET", "POST"])
+
+
+@flask_app.route("/many/call")
+def flask_many() -> Any:
+    with requests.Session() as session:
+        for i in range(int(flask_request.args.get("n", 1))):
+            session.get(f"{TARGET}/echo?i={i}", headers=_forward(), timeout=10)
+    return "ok"
 
 
 @flask_app.route("/stream")
@@ -128,7 +159,25 @@ def _aforward(request: Request) -> dict[str, str]:
 async def fastapi_call(request: Request) -> Any:
     async with httpx.AsyncClient() as client:
         answer = await client.post(f"{TARGET}/echo?token=tok-q", json=SECRETS, headers=_aforward(request))
-    return PlainTextResponse(answer.text)
+    return PlainTextResponse(answer.text, status_code=int(request.query_params.get("status", 200)))
+
+
+for _path in CALL_PATHS[1:]:
+    fastapi_app.add_api_route(_path, fastapi_call, methods=["GET", "POST"])
+
+
+@fastapi_app.api_route("/view-quiet/call", methods=["GET", "POST"])
+@Route(log=False)
+async def fastapi_view_quiet(request: Request) -> Any:
+    return await fastapi_call(request)
+
+
+@fastapi_app.get("/many/call")
+async def fastapi_many(request: Request) -> Any:
+    async with httpx.AsyncClient() as client:
+        for i in range(int(request.query_params.get("n", 1))):
+            await client.get(f"{TARGET}/echo?i={i}", headers=_aforward(request))
+    return PlainTextResponse("ok")
 
 
 @fastapi_app.get("/stream")

@@ -12,6 +12,9 @@ Routes (the ``routes=`` patterns of :func:`config`, and per-view ``@Route`` poli
 - ``GET /half/n``: ``sample_rate=0.5``: the logs carry ``_weight`` 2.
 - ``POST /secret/<name>``: ``denylist=["card"]`` added to the app-wide ``["password"]``.
 - ``GET /teapot``: 418, left out by the response-aware ``skip(request, response)``.
+- ``GET /view-half/n``: ``@Route(sample_rate=0.5)`` on the view (no app-wide sampling).
+- ``GET /view-big``: ``@Route(max_body_bytes=16 MiB)`` on the view, a 2 MiB answer to a GET
+  (the request has no body: the view's policy must reach the response body).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from flask import Flask, Response, request
 
 from readme_metrics import Route
 from readme_metrics.flask_readme import ReadMeMetrics
-from tests.apps.routes_config import RAISED, SLOW_MS, config
+from tests.apps.routes_config import AUDIT, BIG, RAISED, SLOW_MS, config
 
 # -- Flask -------------------------------------------------------------------------------
 
@@ -84,6 +87,18 @@ def f_secret(name: str) -> Response:
 @flask_app.get("/teapot")
 def f_teapot() -> Response:
     return Response("short and stout", status=418)
+
+
+@flask_app.get("/view-half/<int:n>")
+@Route(sample_rate=0.5)
+def f_view_half(n: int) -> str:
+    return str(n)
+
+
+@flask_app.get("/view-big")
+@Route(max_body_bytes=AUDIT)
+def f_view_big() -> Response:
+    return Response(BIG, content_type="application/octet-stream")
 
 
 ReadMeMetrics(config(), flask_app)
@@ -161,6 +176,18 @@ async def a_secret(name: str, req: FRequest) -> FResponse:
 @fastapi_app.get("/teapot")
 async def a_teapot() -> FResponse:
     return FResponse("short and stout", status_code=418)
+
+
+@fastapi_app.get("/view-half/{n}")
+@Route(sample_rate=0.5)
+async def a_view_half(n: int) -> FResponse:
+    return FResponse(str(n))
+
+
+@fastapi_app.get("/view-big")
+@Route(max_body_bytes=AUDIT)
+async def a_view_big() -> FResponse:
+    return FResponse(BIG, media_type="application/octet-stream")
 
 
 fastapi_app.add_middleware(MetricsMiddleware, config=config())

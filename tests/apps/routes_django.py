@@ -10,7 +10,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from readme_metrics import Route
-from tests.apps.routes_config import RAISED, SLOW_MS, config
+from tests.apps.routes_config import AUDIT, BIG, RAISED, SLOW_MS, config
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
@@ -64,6 +64,16 @@ def half(request: HttpRequest, n: str) -> HttpResponse:
     return HttpResponse(n.encode())
 
 
+@Route(sample_rate=0.5)
+def view_half(request: HttpRequest, n: int) -> HttpResponse:
+    return HttpResponse(str(n).encode())
+
+
+@Route(max_body_bytes=AUDIT)
+def view_big(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(BIG, content_type="application/octet-stream")
+
+
 def teapot(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"short and stout", status=418)
 
@@ -79,4 +89,6 @@ urlpatterns = [
     re_path(r"^half/(?P<n>[0-9]+)$", half),
     path("secret/<name>", echo),
     path("teapot", teapot),
+    path("view-half/<int:n>", view_half),
+    path("view-big", view_big),
 ]
