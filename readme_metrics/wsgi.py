@@ -8,8 +8,8 @@ Usage, for any WSGI application (Flask shown)::
 
 What it does with each request:
 
-- The grouping function is called once, with a ``werkzeug.Request`` over the environ
-  (its body is not read). ``None`` means "do not log"; the app still serves.
+- The grouping function is called once, with a ``werkzeug.Request`` over the environ (its
+  body is not read); ``None``: do not log. The route (Flask's rule) is read at ``start_response``.
 - ``wsgi.input`` is wrapped so that whatever the app reads (``read()``, ``read(n)``,
   ``readline()``, ``readinto()``, iteration) is copied, up to ``max_body_bytes``, as it
   passes. A body the app never reads is read for the log after the response only when
@@ -27,13 +27,13 @@ Limit: an app that returns the server's ``wsgi.file_wrapper`` (e.g. ``send_file`
 the same bytes, but read through the middleware instead of ``sendfile``; a server that
 computes ``Content-Length`` from the wrapped file (waitress) then sends the response
 chunked, unless the app set ``Content-Length`` itself (Flask's ``send_file`` does).
-
 The request path does nothing else: HAR building, redaction and I/O run on the worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -142,11 +142,9 @@ class _Exchange:
             parsed = _parse_status(status)
         headers = self.middleware.doclink.add_to(capture, headers)  # the one change to a response
         capture.response_started(parsed[0], list(headers), parsed[1])
-        if capture.extras is not None:  # while the framework's request is still in the environ
-            try:  # (Flask clears it when its context ends); finish() tries again, guarded, and warns
+        if capture.extras is not None:  # the route, while Flask's request is in the environ (it
+            with suppress(Exception):  # clears it at the end); finish() tries again, guarded, and warns
                 self.middleware.routed(capture, self.environ)
-            except Exception:  # noqa: S110 - never into the app
-                pass
         # exc_info only when there is one: some servers' and test harnesses' start_response
         # take exactly two parameters (PEP 3333 makes the third optional).
         if exc_info is None:
