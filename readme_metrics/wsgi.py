@@ -19,9 +19,8 @@ What it does with each request:
 - The response iterable is passed through chunk by chunk (never joined), keeping its
   ``len()`` when it has one (servers frame responses by it); ``write()`` from
   ``start_response`` is supported; the app iterable's ``close()`` is always called.
-- The log is finalized once, when the server calls ``close()``: complete if the iterable
-  was exhausted, incomplete otherwise (client gone). An exception from the app is
-  recorded (as the server's 500 if no byte had left) and re-raised unchanged.
+- The log is finalized once, at ``close()``: complete if the iterable was exhausted, else not
+  (client gone). An app's exception is recorded (a 500 if no byte had left) and re-raised.
 
 Limit: an app that returns the server's ``wsgi.file_wrapper`` (e.g. ``send_file``) gets
 the same bytes, but read through the middleware instead of ``sendfile``; a server that
