@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from readme_metrics.outgoing.calls import Call, begin
+from readme_metrics.outgoing.patches import Patches
 
-#: ``[(class, attribute, its own method, ours)]`` while instrumented.
-_saved: list[tuple[Any, str, Any, Any]] = []
+_patches = Patches()  # both transports' methods while instrumented
 
 
 def patch() -> bool:
     """Wrap both transports; False when ``httpx`` is not installed."""
-    if _saved:
+    if _patches:
         return True
     try:
         import httpx
@@ -103,23 +103,14 @@ def patch() -> bool:
             raise
         return _follow(call, response, AsyncTap)
 
-    httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
-    httpx.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
-    _saved.extend(
-        [
-            (httpx.HTTPTransport, "handle_request", sync_original, handle_request),
-            (httpx.AsyncHTTPTransport, "handle_async_request", async_original, handle_async_request),
-        ]
-    )
+    _patches.put(httpx.HTTPTransport, "handle_request", sync_original, handle_request)
+    _patches.put(httpx.AsyncHTTPTransport, "handle_async_request", async_original, handle_async_request)
     return True
 
 
 def unpatch() -> None:
     """Put ``httpx``'s own methods back (unless someone wrapped ours since)."""
-    for cls, name, original, ours in _saved:
-        if cls.__dict__.get(name) is ours:
-            setattr(cls, name, original)
-    _saved.clear()
+    _patches.restore()
 
 
 def _begin(request: Any) -> Call | None:

@@ -16,15 +16,14 @@ from typing import Any
 
 from readme_metrics.outgoing.calls import IN_CALL, Call, begin
 from readme_metrics.outgoing.for_urllib3 import VERSIONS, follow_body
+from readme_metrics.outgoing.patches import Patches
 
-#: ``(HTTPAdapter, its own send, ours)`` while instrumented.
-_saved: tuple[Any, Any, Any] | None = None
+_patches = Patches()  # HTTPAdapter.send while instrumented
 
 
 def patch() -> bool:
     """Wrap ``HTTPAdapter.send``; False when ``requests`` is not installed."""
-    global _saved
-    if _saved is not None:
+    if _patches:
         return True
     try:
         from requests.adapters import HTTPAdapter
@@ -48,20 +47,13 @@ def patch() -> bool:
             _follow(call, response)
         return response
 
-    HTTPAdapter.send = send  # type: ignore[method-assign]
-    _saved = (HTTPAdapter, original, send)
+    _patches.put(HTTPAdapter, "send", original, send)
     return True
 
 
 def unpatch() -> None:
     """Put ``requests``' own ``send`` back (unless someone wrapped ours since)."""
-    global _saved
-    if _saved is None:
-        return
-    cls, original, ours = _saved
-    if cls.__dict__.get("send") is ours:
-        cls.send = original
-    _saved = None
+    _patches.restore()
 
 
 def _follow(call: Call, response: Any) -> None:

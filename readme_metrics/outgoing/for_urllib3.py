@@ -19,17 +19,16 @@ from typing import Any
 
 from readme_metrics.capture import host_with_port
 from readme_metrics.outgoing.calls import IN_CALL, Call, begin
+from readme_metrics.outgoing.patches import Patches
 
-#: ``(HTTPConnectionPool, its own urlopen, ours)`` while instrumented.
-_saved: tuple[Any, Any, Any] | None = None
+_patches = Patches()  # HTTPConnectionPool.urlopen while instrumented
 
 VERSIONS = {9: "HTTP/0.9", 10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2", 30: "HTTP/3"}
 
 
 def patch() -> bool:
     """Wrap ``HTTPConnectionPool.urlopen``; False when ``urllib3`` is not installed."""
-    global _saved
-    if _saved is not None:
+    if _patches:
         return True
     try:
         from urllib3.connectionpool import HTTPConnectionPool
@@ -55,20 +54,13 @@ def patch() -> bool:
             _follow(call, response, kwargs)
         return response
 
-    HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
-    _saved = (HTTPConnectionPool, original, urlopen)
+    _patches.put(HTTPConnectionPool, "urlopen", original, urlopen)
     return True
 
 
 def unpatch() -> None:
     """Put ``urllib3``'s own ``urlopen`` back (unless someone wrapped ours since)."""
-    global _saved
-    if _saved is None:
-        return
-    cls, original, ours = _saved
-    if cls.__dict__.get("urlopen") is ours:
-        cls.urlopen = original
-    _saved = None
+    _patches.restore()
 
 
 def _begin(pool: Any, method: str, url: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
