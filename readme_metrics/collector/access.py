@@ -49,7 +49,11 @@ class Credentials:
         value = value.strip()
         scheme = scheme.lower()
         if scheme == "bearer" and self.token:
-            return hmac.compare_digest(value.encode(), self.token.encode())
+            try:  # header text is the bytes as latin-1; a token is sent UTF-8 encoded
+                sent = value.encode("latin-1")
+            except UnicodeEncodeError:
+                return False
+            return hmac.compare_digest(sent, self.token.encode("utf-8"))
         if scheme != "basic" or not value:
             return False
         try:

@@ -116,10 +116,20 @@ def check_cost(body: bytes, limits: BatchLimits) -> None:
         raise HttpError(413, f"the body nests JSON deeper than {limits.max_depth} levels")
 
 
+#: Gzip members one body may hold (the SDK sends one): each member costs a copy of the
+#: rest of the body, so millions of empty members would take minutes of CPU.
+MAX_GZIP_MEMBERS = 64
+
+
 def decompress_gzip(data: bytes, limit: int) -> bytes:
-    """Gunzip ``data`` (several members allowed) without producing more than ``limit`` bytes."""
+    """Gunzip ``data`` (up to :data:`MAX_GZIP_MEMBERS` members) without producing more than
+    ``limit`` bytes."""
     out = bytearray()
+    members = 0
     while data:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise HttpError(400, f"the gzip body has more than {MAX_GZIP_MEMBERS} members")
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             out += decoder.decompress(data, limit + 1 - len(out))

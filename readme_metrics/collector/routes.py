@@ -56,14 +56,16 @@ def answer(status: int, body: bytes, content_type: str, headers: dict[str, str] 
 
 
 def json_answer(status: int, value: Any, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return answer(status, body, "application/json; charset=utf-8", headers)
 
 
 async def read_body(request: Request, limit: int, idle_timeout: float = BODY_IDLE_TIMEOUT) -> bytes:
     """The body, at most ``limit`` bytes (413 beyond; the rest of a body up to twice that is
     read and dropped so that the client gets the answer, a larger one closes the connection).
-    A body that stalls for ``idle_timeout`` seconds gets 408 and the connection closes."""
+    A body not received in full within ``idle_timeout`` seconds (whether it stalls or
+    trickles) gets 408 and the connection closes: a slow client cannot hold an ingest
+    slot longer."""
     length_text = request.headers.get("content-length", "")
     length = int(length_text) if length_text.isdigit() else None  # the server checked the framing
     if length is not None and length > 2 * limit:
@@ -71,13 +73,15 @@ async def read_body(request: Request, limit: int, idle_timeout: float = BODY_IDL
     out = bytearray()
     over = False
     stream = request.stream()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + idle_timeout
     while True:
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout)
+            chunk = await asyncio.wait_for(stream.__anext__(), max(deadline - loop.time(), 0))
         except StopAsyncIteration:
             break
         except asyncio.TimeoutError:
-            raise HttpError(408, f"no body bytes for {idle_timeout:g} s", close=True) from None
+            raise HttpError(408, f"the body did not arrive within {idle_timeout:g} s", close=True) from None
         if over:
             continue
         if len(out) + len(chunk) > limit:
@@ -195,7 +199,8 @@ class Routes:
                 return {"total": storage.count(filters), "offset": offset, "logs": logs}
 
             return json_answer(200, await run_in_threadpool(page))
-        log = await run_in_threadpool(storage.get, request.path_params["log_id"])
+        log_id = request.path_params["log_id"]
+        log = None if "\x00" in log_id else await run_in_threadpool(storage.get, log_id)
         if log is None:
             raise HttpError(404, "no such log")
         return json_answer(200, log)
@@ -217,6 +222,9 @@ class Routes:
                 filters = _filters(query)
         else:
             raise HttpError(405, "use GET or POST", {"Allow": "GET, POST"})
+
+        if ids is not None:  # an id holding NUL matches nothing (and PostgreSQL refuses it)
+            ids = [i for i in ids if "\x00" not in i]
 
         def build() -> bytes:
             logs = self.service.storage.full_logs(ids=ids, filters=filters, limit=EXPORT_LIMIT)

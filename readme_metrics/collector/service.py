@@ -8,7 +8,6 @@ batches received at once and the retention thread. The ASGI application
 from __future__ import annotations
 
 import base64
-import binascii
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -100,7 +99,7 @@ class Service:
             raise HttpError(401, "missing Basic authorization with the API key", _CHALLENGE)
         try:
             decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and text beyond ASCII
             raise HttpError(401, "malformed Basic authorization", _CHALLENGE) from None
         key = decoded.partition(":")[0]
         if not key:

@@ -50,6 +50,8 @@ class Filters:
                 params.get(name, "").encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"{name} holds a lone UTF-16 surrogate") from None
+            if "\x00" in params.get(name, ""):  # no stored text holds one (PostgreSQL refuses it)
+                raise ValueError(f"{name} holds a NUL character")
 
         def number(name: str) -> float | None:
             text = params.get(name, "").strip()

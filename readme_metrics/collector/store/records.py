@@ -170,10 +170,15 @@ def _extension(value: Any, check: Any, default: Any) -> Any:
         return default
 
 
+#: The largest ``_weight`` taken (a sample rate of one in a billion): sums of weights stay
+#: finite whatever is posted (two ``1e308`` would make the figures infinite).
+MAX_WEIGHT = 1e9
+
+
 def _weight(value: Any) -> float:
     weight = _number(value, "_weight")
-    if weight <= 0:
-        raise InvalidLogError("_weight must be > 0")
+    if not 0 < weight <= MAX_WEIGHT:
+        raise InvalidLogError(f"_weight must be > 0 and at most {MAX_WEIGHT:g}")
     return weight
 
 
